@@ -1,22 +1,72 @@
+"""Install nnunet_prism: ``pip install -e ".[test]"`` (or ``pip install .``).
+
+Besides the packages, the install puts ``nnunet_prism_ext_trainer.pth`` into site-packages. At
+every interpreter start it runs ``nnunet_prism_site_hook``, which appends our trainer folder to
+``nnUNet_extTrainer`` so that nnU-Net's own commands find our trainers in any new shell.
+"""
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+try:  # PEP 660 editable installs (setuptools >= 64)
+    from setuptools.command.editable_wheel import editable_wheel
+except ImportError:  # pragma: no cover
+    editable_wheel = None
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PTH_FILE = "nnunet_prism_ext_trainer.pth"
+
+
+class BuildPyWithSiteHook(build_py):
+    """Regular wheels: ship the .pth at the root of site-packages."""
+
+    def run(self):
+        super().run()
+        if not getattr(self, "editable_mode", False):
+            self.copy_file(os.path.join(HERE, PTH_FILE), os.path.join(self.build_lib, PTH_FILE))
+
+
+cmdclass = {"build_py": BuildPyWithSiteHook}
+
+if editable_wheel is not None:
+    class EditableWheelWithSiteHook(editable_wheel):
+        """Editable wheels: setuptools writes everything in the unpacked folder into the wheel;
+        the hook is added there next to setuptools' own namespace .pth files."""
+
+        def _install_namespaces(self, installation_dir, pth_prefix):
+            super()._install_namespaces(installation_dir, pth_prefix)
+            self.copy_file(os.path.join(HERE, PTH_FILE), os.path.join(installation_dir, PTH_FILE))
+
+    cmdclass["editable_wheel"] = EditableWheelWithSiteHook
+
+
+def read_readme():
+    path = os.path.join(HERE, "README.md")
+    return open(path, encoding="utf-8").read() if os.path.isfile(path) else ""
+
 
 setup(
     name="nnunet_prism",
     version="0.1.0",
     description="nnU-Net v2 trainers for multimodal segmentation with missing modalities "
                 "(PRISM/PASSION, ShaSpec, GMD, M2DN, CCH)",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.isfile("README.md") else "",
+    long_description=read_readme(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["nnunet_prism", "nnunet_prism.*", "dataset_conversion", "dataset_conversion.*"]),
-    include_package_data=True,
+    packages=find_packages(include=["nnunet_prism", "nnunet_prism.*",
+                                    "dataset_conversion", "dataset_conversion.*"]),
+    py_modules=["nnunet_prism_site_hook"],
+    package_data={"nnunet_prism": ["results_templates/*"]},
     install_requires=[
         "nnunetv2>=2.8,<2.9",
         "torch",
         "SimpleITK",
         "batchgeneratorsv2",
         "numpy",
+        "matplotlib",
     ],
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["nnunet_prism=nnunet_prism.cli:main"]},
+    cmdclass=cmdclass,
 )

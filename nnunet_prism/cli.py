@@ -1,0 +1,68 @@
+"""The ``nnunet_prism`` command. Each subcommand lives in its own module that provides
+``add_arguments(parser)`` and ``run(args)``; this file only wires them together and turns
+user-caused errors into one line on stderr (exit code 2) instead of a traceback."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "demo": ("nnunet_prism.commands.demo", "run the whole pipeline on a synthetic BraTS-like set"),
+    "train": ("nnunet_prism.commands.train", "nnUNetv2_train with our trainers and --hp overrides"),
+    "env": ("nnunet_prism.commands.env", "print the export line that registers our trainers with nnU-Net"),
+    "doctor": ("nnunet_prism.commands.doctor", "check that nnU-Net finds every nnunet_prism trainer"),
+    "synthetic": ("dataset_conversion.commands.synthetic", "write a synthetic BraTS-like set (BraTS 2020 layout)"),
+    "convert-brats": ("dataset_conversion.commands.convert_brats", "BraTS folder -> nnU-Net raw dataset"),
+    "brats-labels": ("dataset_conversion.commands.brats_labels", "nnU-Net predictions -> BraTS label convention"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnunet_prism",
+        description="nnU-Net v2 extension for multimodal segmentation with missing modalities.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(sp)
+        sp.set_defaults(_run=module.run)
+    return parser
+
+
+def user_errors():
+    """Exception types whose message is meant for the user (printed as one line)."""
+    from nnunet_prism.modalities import ModalityError
+    from nnunet_prism.pipeline import PipelineError
+    from nnunet_prism.training.hyperparameters import HyperparameterError
+
+    errors = [ModalityError, PipelineError, HyperparameterError, FileNotFoundError]
+    try:
+        from dataset_conversion.errors import ConversionError
+        errors.append(ConversionError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, passthrough = parser.parse_known_args(argv)
+    if passthrough and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    args.passthrough = passthrough  # train hands them to nnUNetv2_train
+    try:
+        result = args._run(args)
+    except user_errors() as e:
+        print(f"nnunet_prism {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``nnunet_prism`` command, one module each (``add_arguments``, ``run``)."""

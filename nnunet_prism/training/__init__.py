@@ -1,0 +1,5 @@
+"""Trainers. nnU-Net finds them by class name through ``nnunet_prism.ext_trainer_shim``."""
+from nnunet_prism.training.base import nnUNetTrainerPrismBase
+from nnunet_prism.training.nnUNetTrainerModalityDropout import nnUNetTrainerModalityDropout
+
+__all__ = ["nnUNetTrainerPrismBase", "nnUNetTrainerModalityDropout"]

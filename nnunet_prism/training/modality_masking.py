@@ -1,0 +1,84 @@
+"""Training-time modality masks: the one place where a trainer decides which modalities a sample has.
+
+mask = recorded availability (dataset.json, written by the converter)
+       AND simulated missingness (hyperparameter ``missing_rates``, seeded, fixed per case)
+       AND per-iteration random dropout (hyperparameter ``modality_dropout``, training only),
+with at least one modality kept per sample. Absent channels are zeroed in the input, so a
+network never sees a modality the mask calls absent.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import numpy as np
+import torch
+
+from nnunet_prism.modalities import (
+    ModalityError,
+    missing_rates,
+    modality_names,
+    random_dropout_mask,
+    read_availability,
+    sample_availability,
+    validate_rates,
+)
+
+
+def zero_absent_channels(data: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """data (B, M, *spatial) with every channel whose mask (B, M) entry is False set to zero."""
+    shape = mask.shape + (1,) * (data.ndim - 2)
+    return data * mask.reshape(shape).to(device=data.device, dtype=data.dtype)
+
+
+class ModalityMaskingMixin:
+    """Mixin for nnUNetTrainer subclasses (needs ``self.dataset_json``, ``self.do_split``,
+    ``self.device`` and the hyperparameter mechanism)."""
+
+    HYPERPARAMETERS = {
+        # simulated per-modality missing rates FR^m on the training cases (None: only what the
+        # dataset records); fixed per case for the whole run, drawn with ``missing_seed``
+        "missing_rates": None,
+        "missing_seed": 0,
+        # probability to drop each present modality of a sample anew at every iteration
+        "modality_dropout": 0.0,
+    }
+
+    @property
+    def modality_names(self):
+        return modality_names(self.dataset_json)
+
+    def _availability_table(self) -> Dict[str, np.ndarray]:
+        """{case id: (M,) bool} for the training cases of this fold (recorded AND simulated)."""
+        if getattr(self, "_availability_cache", None) is None:
+            train_keys, _ = self.do_split()
+            train_keys = sorted(train_keys)
+            available = read_availability(self.dataset_json, train_keys)
+            if self.missing_rates is not None:
+                rates = validate_rates(self.missing_rates, len(self.modality_names))
+                available &= sample_availability(len(train_keys), rates, self.missing_seed)
+            empty = [k for k, row in zip(train_keys, available) if not row.any()]
+            if empty:
+                raise ModalityError(f"case '{empty[0]}' has no modality left after applying missing_rates; "
+                                    f"lower the rates or check its recorded availability")
+            self._availability_cache = dict(zip(train_keys, available))
+        return self._availability_cache
+
+    def case_availability(self, keys: Sequence[str]) -> torch.Tensor:
+        """(B, M) bool on ``self.device``: training cases from the table, others as recorded."""
+        table = self._availability_table()
+        unknown = [k for k in keys if k not in table]
+        recorded = dict(zip(unknown, read_availability(self.dataset_json, unknown))) if unknown else {}
+        rows = np.stack([table[k] if k in table else recorded[k] for k in keys])
+        return torch.from_numpy(rows).to(self.device)
+
+    def training_modality_mask(self, keys: Sequence[str]) -> torch.Tensor:
+        """(B, M) bool: availability with random dropout on top (at least one kept)."""
+        return random_dropout_mask(self.case_availability(keys), self.modality_dropout)
+
+    def log_availability(self) -> None:
+        """Print the fold's realised missing rates FR^m (recorded AND simulated) to the log."""
+        table = self._availability_table()
+        rates = missing_rates(np.stack(list(table.values())))
+        text = ", ".join(f"{n}: {r:.2f}" for n, r in zip(self.modality_names, rates))
+        self.print_to_log_file(f"training-set missing rates FR^m ({len(table)} cases): {text}; "
+                               f"random modality dropout p = {self.modality_dropout}")
