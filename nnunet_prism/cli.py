@@ -11,12 +11,17 @@ import sys
 SUBCOMMANDS = {
     "demo": ("nnunet_prism.commands.demo", "run the whole pipeline on a synthetic BraTS-like set"),
     "train": ("nnunet_prism.commands.train", "nnUNetv2_train with our trainers and --hp overrides"),
+    "predict": ("nnunet_prism.commands.predict", "nnUNetv2_predict on a folder where some modality files are absent"),
     "env": ("nnunet_prism.commands.env", "print the export line that registers our trainers with nnU-Net"),
     "doctor": ("nnunet_prism.commands.doctor", "check that nnU-Net finds every nnunet_prism trainer"),
     "synthetic": ("dataset_conversion.commands.synthetic", "write a synthetic BraTS-like set (BraTS 2020 layout)"),
     "convert-brats": ("dataset_conversion.commands.convert_brats", "BraTS folder -> nnU-Net raw dataset"),
     "brats-labels": ("dataset_conversion.commands.brats_labels", "nnU-Net predictions -> BraTS label convention"),
 }
+
+
+# subcommands that hand unknown options to the nnU-Net command they wrap
+PASSTHROUGH = {"train", "predict"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +55,9 @@ def user_errors():
 def main(argv=None) -> int:
     parser = build_parser()
     args, passthrough = parser.parse_known_args(argv)
-    if passthrough and args.command != "train":
+    if passthrough and args.command not in PASSTHROUGH:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
-    args.passthrough = passthrough  # train hands them to nnUNetv2_train
+    args.passthrough = passthrough
     try:
         result = args._run(args)
     except user_errors() as e:

@@ -1,0 +1,59 @@
+"""``nnunet_prism predict``: nnUNetv2_predict on a folder in which some modality files are absent.
+
+Absent channels are filled with all-zero images in a scratch folder (the input is never
+touched), nnU-Net's own ``nnUNetv2_predict`` runs on it, and ``modalities_used.json`` beside the
+outputs records which modalities each case had. Outputs are nnU-Net's own (segmentations and,
+with ``--save_probabilities``, the .npz/.pkl files), so ensembling and postprocessing work.
+Unknown options are passed to nnUNetv2_predict unchanged.
+"""
+import json
+import tempfile
+from pathlib import Path
+
+from nnunet_prism import pipeline
+from nnunet_prism.inference.absent_modalities import complete_cases, group_case_files
+from nnunet_prism.modalities import modality_names
+
+RECORD_FILE = "modalities_used.json"
+
+
+def add_arguments(parser):
+    parser.add_argument("-i", "--input", required=True, help="folder with CASE_XXXX.nii.gz files; some may be absent")
+    parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("-d", "--dataset", required=True)
+    parser.add_argument("-c", "--configuration", required=True)
+    parser.add_argument("-tr", "--trainer", default="nnUNetTrainerPRISM")
+    parser.add_argument("-p", "--plans", default="nnUNetPlans")
+    parser.add_argument("-f", "--folds", nargs="+", default=["0", "1", "2", "3", "4"])
+    parser.add_argument("-device", "--device", default="cuda", choices=["cuda", "cpu", "mps"])
+
+
+def model_folder(dataset, trainer, plans, configuration) -> Path:
+    from nnunetv2.paths import nnUNet_results
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    folder = Path(str(nnUNet_results)) / maybe_convert_to_dataset_name(dataset) / f"{trainer}__{plans}__{configuration}"
+    if not (folder / "dataset.json").is_file():
+        raise FileNotFoundError(f"no trained model in {folder} (dataset.json missing)")
+    return folder
+
+
+def run(args):
+    dataset_json = json.loads((model_folder(args.dataset, args.trainer, args.plans, args.configuration)
+                               / "dataset.json").read_text())
+    names = modality_names(dataset_json)
+    ending = dataset_json["file_ending"]
+    cases = group_case_files(args.input, ending, len(names))
+    output = Path(args.output)
+    with tempfile.TemporaryDirectory(prefix="nnunet_prism_predict_") as scratch:
+        record = complete_cases(cases, scratch, ending, len(names), names)
+        for case, used in record.items():
+            print(f"{case}: present {'+'.join(used['present'])}" +
+                  (f", absent {'+'.join(used['absent'])}" if used["absent"] else ""))
+        env = pipeline.nnunet_environment()
+        extra = ["-p", args.plans, *getattr(args, "passthrough", [])]
+        pipeline.predict(scratch, output, args.dataset, args.configuration, args.trainer, env,
+                         folds=args.folds, device=args.device, extra=extra)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / RECORD_FILE).write_text(json.dumps(record, indent=2))
+    print(f"predictions and {RECORD_FILE} in {output}")

@@ -1,0 +1,1 @@
+"""Prediction when some modality files are absent."""
