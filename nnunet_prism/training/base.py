@@ -1,10 +1,14 @@
 """The base of every nnunet_prism trainer: nnU-Net's trainer + hyperparameters + modality masks.
 
 Trained on its own it is plain nnU-Net that honours the recorded (and simulated) availability:
-absent modalities are zero in training and validation.
+absent modalities are zero in training and validation. Subclasses with their own train_step
+reuse ``batch_to_device``, ``autocast`` and ``backward_and_step``, which keep nnU-Net's guards
+(autocast only on CUDA, GradScaler only where nnU-Net creates one, gradient clipping at 12).
 """
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
+from torch import autocast
 
 from nnunet_prism.training.hyperparameters import HyperparameterMixin
 from nnunet_prism.training.modality_masking import ModalityMaskingMixin, zero_absent_channels
@@ -28,3 +32,31 @@ class nnUNetTrainerPrismBase(HyperparameterMixin, ModalityMaskingMixin, nnUNetTr
     def validation_step(self, batch: dict) -> dict:
         mask = self.case_availability(batch['keys'])
         return super().validation_step({**batch, 'data': zero_absent_channels(batch['data'], mask)})
+
+    # -- shared pieces for subclasses that write their own train_step -------------------------
+    def batch_to_device(self, batch: dict):
+        """(data, target) on ``self.device``; target stays a list with deep supervision."""
+        data = batch['data'].to(self.device, non_blocking=True)
+        target = batch['target']
+        if isinstance(target, list):
+            target = [t.to(self.device, non_blocking=True) for t in target]
+        else:
+            target = target.to(self.device, non_blocking=True)
+        return data, target
+
+    def autocast(self):
+        """Mixed precision on CUDA only (CPU autocast is slow, MPS unsupported), as nnU-Net does."""
+        return autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context()
+
+    def backward_and_step(self, loss: torch.Tensor) -> None:
+        """Backward, clip to norm 12 and step, through the GradScaler when nnU-Net made one."""
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
