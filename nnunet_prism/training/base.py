@@ -12,6 +12,7 @@ from torch import autocast
 
 from nnunet_prism.training.hyperparameters import HyperparameterMixin
 from nnunet_prism.training.modality_masking import ModalityMaskingMixin, zero_absent_channels
+from nnunet_prism.training.progress import MethodCurvesLogger
 
 
 class nnUNetTrainerPrismBase(HyperparameterMixin, ModalityMaskingMixin, nnUNetTrainer):
@@ -32,6 +33,13 @@ class nnUNetTrainerPrismBase(HyperparameterMixin, ModalityMaskingMixin, nnUNetTr
     def validation_step(self, batch: dict) -> dict:
         mask = self.case_availability(batch['keys'])
         return super().validation_step({**batch, 'data': zero_absent_channels(batch['data'], mask)})
+
+    def register_curves(self, panels) -> None:
+        """Add per-epoch curves ({panel title: [keys]}) to nnU-Net's logger: checkpointed with it,
+        plotted as extra panels of progress.png. Log them with ``self.logger.log(key, v, epoch)``."""
+        previous = self.logger.local_logger
+        self.logger.local_logger = MethodCurvesLogger({**getattr(previous, 'panels', {}), **panels})
+        self.logger.local_logger.load_checkpoint(previous.my_fantastic_logging)
 
     # -- shared pieces for subclasses that write their own train_step -------------------------
     def batch_to_device(self, batch: dict):
