@@ -1,0 +1,163 @@
+"""Multi-encoder U-Net: one encoder per modality, masked-mean fusion at every skip scale, one
+fusion decoder with nnU-Net's deep supervision. Built from nnU-Net plans (2d, 3d_fullres;
+PlainConvUNet and ResidualEncoderUNet) with dynamic_network_architectures' blocks.
+
+Used by the PASSION/PRISM baseline and the PRISM trainer (see DESIGN.md).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
+from torch import nn
+
+from nnunet_prism.networks.decoding import decode_with_features
+from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
+from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
+                                                     decoder_interface, read_plan_architecture, stage_sizes)
+
+Logits = Union[torch.Tensor, List[torch.Tensor]]
+
+
+def default_encoder_width(num_modalities: int) -> float:
+    """1 / sqrt(M). A conv costs C_in * C_out, so M encoders at width w cost M * w^2 times one
+    plan-width encoder: w = 1/sqrt(M) keeps encoder parameters and FLOPs equal to nnU-Net's single
+    encoder (1/2 for the four BraTS modalities). The decoder stays at plan width, so the whole
+    network costs about what nnU-Net's own does; encoder activation memory grows by sqrt(M)."""
+    return 1.0 / math.sqrt(num_modalities)
+
+
+@dataclass
+class MultiModalOutput:
+    """Everything ``MultiEncoderUNet.forward_all`` computes in one pass.
+
+    fused: logits as ``forward`` returns them: a list of (B, C, *spatial_k), highest resolution
+        first, with deep supervision; one (B, C, *spatial) tensor without.
+    unimodal: the same structure with tensors (B, M, C, *spatial_k): each modality alone through
+        the same decoder. Computed for every modality; entries of absent modalities (see
+        ``modality_mask``) are meaningless and must be masked out by the caller.
+    fused_features: (B, F, *spatial), the highest-resolution decoder features (input of the final
+        segmentation layer), F = features_per_stage[0] of the plan.
+    unimodal_features: (B, M, F, *spatial), the same for each modality alone.
+    modality_mask: (B, M) bool, True where a modality is present.
+    """
+    fused: Logits
+    unimodal: Logits
+    fused_features: torch.Tensor
+    unimodal_features: torch.Tensor
+    modality_mask: torch.Tensor
+
+    def unimodal_logits(self, modality: int) -> Logits:
+        """Logits of one modality alone, structured like ``fused``."""
+        if isinstance(self.unimodal, torch.Tensor):
+            return self.unimodal[:, modality]
+        return [u[:, modality] for u in self.unimodal]
+
+
+class MultiEncoderUNet(nn.Module):
+    """One encoder per modality, masked-mean fusion at every skip scale, one UNetDecoder.
+
+    Each modality has a one-channel encoder of the plan's family (PlainConvEncoder or
+    ResidualEncoder) whose channel counts are the plan's times ``encoder_width`` (default
+    ``default_encoder_width(M)``). At every scale the present modalities' features are averaged
+    (independent of how many are present), then a bias-free 1x1 conv projects the reduced width
+    to the plan width, so the decoder is exactly the plan's UNetDecoder. Choice: project after
+    fusing rather than building a narrow decoder, to keep the decoder's capacity and compute
+    equal to nnU-Net's.
+
+    An absent modality cannot influence any fused output, whatever its input values. A sample
+    with no present modality (an all-zero sliding-window patch with ``modality_mask=None``) is
+    decoded from zero skips and still gives finite logits.
+
+    Normalisation must be per sample (nnU-Net's plans use InstanceNorm): BatchNorm in training
+    would let absent modalities and other samples leak through the batch statistics.
+    """
+
+    def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
+                 deep_supervision: bool = True, encoder_width: Optional[float] = None):
+        super().__init__()
+        if num_modalities < 1:
+            raise ValueError(f"need at least one modality, got {num_modalities}")
+        self.num_modalities = num_modalities
+        self.encoder_width = default_encoder_width(num_modalities) if encoder_width is None else float(encoder_width)
+        if self.encoder_width <= 0:
+            raise ValueError(f"encoder_width must be positive, got {encoder_width}")
+        self.encoders = nn.ModuleList(build_encoder(arch, 1, self.encoder_width) for _ in range(num_modalities))
+        conv_op = arch.conv_op
+        self.projections = nn.ModuleList(
+            conv_op(reduced, full, kernel_size=1, bias=False)
+            for reduced, full in zip(self.encoders[0].output_channels, arch.features_per_stage))
+        self.decoder = build_decoder(arch, decoder_interface(self.encoders[0], arch.features_per_stage),
+                                     num_classes, deep_supervision)
+
+    def _encode(self, x: torch.Tensor) -> List[List[torch.Tensor]]:
+        """x (B, M, *spatial) -> per scale, M features (B, C_s, *spatial_s)."""
+        per_modality = [encoder(x[:, m:m + 1]) for m, encoder in enumerate(self.encoders)]
+        return [list(scale) for scale in zip(*per_modality)]
+
+    def forward(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None) -> Logits:
+        """x (B, M, *spatial), modality_mask (B, M) bool or None (all-zero channel = absent) ->
+        logits like nnU-Net's networks: list (deep supervision) or tensor (B, C, *spatial)."""
+        mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
+        skips = [project(masked_mean(features, mask))
+                 for project, features in zip(self.projections, self._encode(x))]
+        return self.decoder(skips)
+
+    def forward_all(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None) -> MultiModalOutput:
+        """Fused and per-modality outputs and decoder features from one encoder pass.
+
+        The decoder runs once on a batch of B * (1 + M): the fused skips followed by each
+        modality's own skips (modality-major). Modality m's own skips equal the fusion with only
+        m present, so ``unimodal[:, m]`` equals ``forward(x, mask with only m)``.
+        """
+        mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
+        skips = [project(torch.cat([masked_mean(features, mask), *features]))
+                 for project, features in zip(self.projections, self._encode(x))]
+        logits, features = decode_with_features(self.decoder, skips)
+        batch = x.shape[0]
+
+        def split(t: torch.Tensor):
+            return t[:batch], t[batch:].unflatten(0, (self.num_modalities, batch)).transpose(0, 1)
+
+        if isinstance(logits, torch.Tensor):
+            fused, unimodal = split(logits)
+        else:
+            fused, unimodal = map(list, zip(*(split(t) for t in logits)))
+        fused_features, unimodal_features = split(features)
+        return MultiModalOutput(fused, unimodal, fused_features, unimodal_features, mask)
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
+        """Number of feature-map elements stored by the convolutions for one sample of spatial
+        size ``input_size`` (the quantity nnU-Net's VRAM estimate uses)."""
+        total = sum(encoder.compute_conv_feature_map_size(input_size) for encoder in self.encoders)
+        for projection, size in zip(self.projections, stage_sizes(input_size, self.encoders[0].strides)):
+            total += np.prod([projection.out_channels, *size], dtype=np.int64)
+        return total + self.decoder.compute_conv_feature_map_size(input_size)
+
+    @staticmethod
+    def initialize(module: nn.Module) -> None:
+        """nnU-Net's initialisation: He for convs; residual blocks start as identity (ResEnc)."""
+        InitWeights_He(1e-2)(module)
+        init_last_bn_before_add_to_0(module)
+
+
+def build_multi_encoder_unet(arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import: Sequence[str],
+                             num_input_channels: int, num_output_channels: int,
+                             enable_deep_supervision: bool = True,
+                             encoder_width: Optional[float] = None) -> MultiEncoderUNet:
+    """MultiEncoderUNet from a configuration's plans, initialised like nnU-Net's networks.
+
+    Arguments as nnU-Net's ``ConfigurationManager`` gives them (``network_arch_class_name``,
+    ``network_arch_init_kwargs``, ``network_arch_init_kwargs_req_import``); one modality per
+    input channel. ``encoder_width`` None -> ``default_encoder_width(num_input_channels)``.
+    Raises ValueError for an architecture other than PlainConvUNet / ResidualEncoderUNet.
+    """
+    arch = read_plan_architecture(arch_class_name, arch_kwargs, arch_kwargs_req_import)
+    network = MultiEncoderUNet(arch, num_input_channels, num_output_channels, enable_deep_supervision,
+                               encoder_width)
+    network.apply(network.initialize)
+    return network
