@@ -1,0 +1,87 @@
+"""Predict one case under every modality subset with nnU-Net's own sliding window.
+
+The trick: wrap the network so that one forward pass returns the logits of all S subsets
+stacked along the channel axis, (B, S*C, *patch). nnU-Net's predictor then does the sliding
+window, Gaussian weighting and test-time mirroring for all subsets at once, and a network that
+can (``forward_subsets``: the multi-encoder U-Net) computes its encoder features once per patch
+and reuses them for every subset. Other networks (nnU-Net's own) get S forward passes on inputs
+with the absent channels zeroed.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import List, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnunet_prism.training.modality_masking import zero_absent_channels
+
+
+class AllSubsetsNetwork(nn.Module):
+    """network(x) -> (B, S*C, *spatial): logits for each of the S subset masks (S, M)."""
+
+    def __init__(self, network: nn.Module, subset_masks: torch.Tensor):
+        super().__init__()
+        self.network = network
+        self.register_buffer("subset_masks", torch.as_tensor(subset_masks, dtype=torch.bool), persistent=False)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """The predictor loads each fold's weights into whatever it holds: pass them through."""
+        return self.network.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        masks = self.subset_masks.to(x.device)
+        if hasattr(self.network, "forward_subsets"):
+            logits = self.network.forward_subsets(x, masks)  # (B, S, C, *spatial)
+        else:
+            logits = torch.stack([self.network(zero_absent_channels(x, m.expand(x.shape[0], -1)))
+                                  for m in masks], dim=1)
+        return logits.flatten(1, 2)
+
+
+class _WideLabelManager:
+    """The predictor's label manager, but with S times as many output channels."""
+
+    def __init__(self, label_manager, factor: int):
+        self._label_manager = label_manager
+        self.num_segmentation_heads = label_manager.num_segmentation_heads * factor
+
+    def __getattr__(self, name):
+        return getattr(self._label_manager, name)
+
+
+@contextmanager
+def _predict_all_subsets(predictor, subset_masks: torch.Tensor):
+    """Temporarily swap the predictor's network and label manager for the wide versions."""
+    network, label_manager = predictor.network, predictor.label_manager
+    predictor.network = AllSubsetsNetwork(network, subset_masks)
+    predictor.label_manager = _WideLabelManager(label_manager, len(subset_masks))
+    try:
+        yield
+    finally:
+        predictor.network, predictor.label_manager = network, label_manager
+
+
+def subset_logits(predictor, data: torch.Tensor, subset_masks: torch.Tensor) -> List[torch.Tensor]:
+    """Logits of a preprocessed case (M, *spatial) for every subset: list of S (C, *spatial).
+
+    Uses every fold the predictor holds (averaged), like ``nnUNetv2_predict``.
+    """
+    with _predict_all_subsets(predictor, subset_masks):
+        wide = predictor.predict_logits_from_preprocessed_data(data)
+    num_classes = predictor.label_manager.num_segmentation_heads
+    return list(wide.reshape(len(subset_masks), num_classes, *wide.shape[1:]))
+
+
+def subset_segmentations(predictor, data: torch.Tensor, properties: dict,
+                         subset_masks: Sequence[Sequence[bool]]) -> List[np.ndarray]:
+    """Segmentations in the original image geometry for every subset (list of S label maps)."""
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+    masks = torch.as_tensor(np.asarray(subset_masks), dtype=torch.bool)
+    return [convert_predicted_logits_to_segmentation_with_correct_shape(
+                logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager,
+                properties, return_probabilities=False)
+            for logits in subset_logits(predictor, data, masks)]
