@@ -1,0 +1,151 @@
+"""PRISM/PASSION losses: pixel KL, prototype distillation, RP/omega, E^m state, combiner."""
+import math
+
+import pytest
+import torch
+
+from nnunet_prism.losses import (DEFAULT_TEMPERATURE, deep_supervision_weights, kl_divergence_map,
+                                 pixel_distillation_loss)
+
+SPATIAL = {2: (3, 4), 3: (2, 3, 2)}
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _label_target(b, spatial, num_classes, seed=0):
+    return torch.randint(0, num_classes, (b, 1, *spatial), generator=_gen(seed))
+
+
+def _region_target(b, spatial, r, seed=0):
+    return (torch.rand(b, r, *spatial, generator=_gen(seed)) > 0.5).float()
+
+
+def test_default_temperature_is_the_official_one():
+    assert DEFAULT_TEMPERATURE == 4.0
+
+
+# ---------------------------------------------------------------- pixel-wise distillation
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("region_based", [False, True])
+@pytest.mark.parametrize("prob_floor", [None, 0.005])
+def test_pixel_zero_when_student_equals_teacher(dims, region_based, prob_floor):
+    b, m, c = 2, 3, 4
+    teacher = torch.randn(b, c, *SPATIAL[dims], generator=_gen(1)) * 5
+    student = teacher.unsqueeze(1).repeat(1, m, *[1] * (dims + 1))
+    mask = torch.ones(b, m, dtype=torch.bool)
+    per_mod, per_sample = pixel_distillation_loss(teacher, student, mask, region_based=region_based,
+                                                  prob_floor=prob_floor, return_per_sample=True)
+    assert per_mod.shape == (m,) and per_sample.shape == (b, m)
+    assert torch.allclose(per_mod, torch.zeros(m), atol=1e-6)
+    assert torch.allclose(per_sample, torch.zeros(b, m), atol=1e-6)
+
+
+def _softmax(v):
+    e = [math.exp(x) for x in v]
+    return [x / sum(e) for x in e]
+
+
+def test_pixel_softmax_kl_known_value():
+    """Two voxels, two classes, T = 2, computed by hand: T^2 * mean_i sum_c p_t log(p_t / p_s)."""
+    T = 2.0
+    t_logits = [(2.0, 0.0), (0.0, 0.0)]  # per voxel
+    s_logits = [(0.0, 0.0), (0.0, 2.0)]
+    kls = []
+    for tl, sl in zip(t_logits, s_logits):
+        pt, ps = _softmax([x / T for x in tl]), _softmax([x / T for x in sl])
+        kls.append(sum(a * math.log(a / b) for a, b in zip(pt, ps)))
+    expected_sum = T * T * sum(kls) / 2
+    teacher = torch.tensor(t_logits).T.reshape(1, 2, 1, 2)           # (B, C, 1, 2): 2D, 2 voxels
+    student = torch.tensor(s_logits).T.reshape(1, 1, 2, 1, 2)        # (B, M=1, C, 1, 2)
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    got_sum = pixel_distillation_loss(teacher, student, mask, temperature=T, class_reduction="sum")
+    got_mean = pixel_distillation_loss(teacher, student, mask, temperature=T)
+    assert got_sum.item() == pytest.approx(expected_sum, rel=1e-5)
+    assert got_mean.item() == pytest.approx(expected_sum / 2, rel=1e-5)  # mean over C = 2 classes
+    # the KL map itself, summed over classes, is the per-voxel KL
+    kl_map = kl_divergence_map(teacher, student[:, 0], temperature=T).sum(1).flatten()
+    assert torch.allclose(kl_map, T * T * torch.tensor(kls), rtol=1e-5)
+
+
+def test_pixel_bernoulli_kl_known_value():
+    """One region, two voxels, T = 2: per voxel T^2 [p log(p/q) + (1-p) log((1-p)/(1-q))]."""
+    T = 2.0
+    t_logits, s_logits = [2.0, -1.0], [0.0, 1.0]
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    kls = []
+    for tl, sl in zip(t_logits, s_logits):
+        p, q = sig(tl / T), sig(sl / T)
+        kls.append(p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q)))
+    expected = T * T * sum(kls) / 2
+    teacher = torch.tensor(t_logits).reshape(1, 1, 2, 1, 1)          # 3D: (B, R, 2, 1, 1)
+    student = torch.tensor(s_logits).reshape(1, 1, 1, 2, 1, 1)
+    got = pixel_distillation_loss(teacher, student, torch.ones(1, 1, dtype=torch.bool),
+                                  temperature=T, region_based=True)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_pixel_official_clamp_matches_formula():
+    T = 1.0
+    teacher = torch.tensor([8.0, 0.0]).reshape(1, 2, 1, 1)
+    student = torch.tensor([0.0, 8.0]).reshape(1, 1, 2, 1, 1)
+    pt = [max(p, 0.005) for p in _softmax([8.0, 0.0])]
+    ps = [max(p, 0.005) for p in _softmax([0.0, 8.0])]
+    expected = sum(a * (math.log(a) - math.log(b)) for a, b in zip(pt, ps)) / 2
+    got = pixel_distillation_loss(teacher, student, torch.ones(1, 1, dtype=torch.bool),
+                                  temperature=T, prob_floor=0.005)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("region_based", [False, True])
+def test_pixel_gradient_to_students_only_and_absent_modality(region_based):
+    b, m, c = 3, 3, 2
+    teacher = torch.randn(b, c, 4, 4, generator=_gen(2), requires_grad=True)
+    student = torch.randn(b, m, c, 4, 4, generator=_gen(3), requires_grad=True)
+    mask = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=torch.bool)  # modality 2 absent
+    per_mod, per_sample = pixel_distillation_loss(teacher, student, mask, region_based=region_based,
+                                                  return_per_sample=True)
+    per_mod.sum().backward()
+    assert teacher.grad is None
+    assert per_mod[2].item() == 0.0
+    assert torch.all(per_sample[~mask] == 0)
+    assert torch.all(per_sample[mask] > 0)
+    grad = student.grad
+    for bi in range(b):
+        for mi in range(m):
+            if mask[bi, mi]:
+                assert grad[bi, mi].abs().sum() > 0
+            else:
+                assert torch.all(grad[bi, mi] == 0)
+    # per-modality value = mean over the samples where it is present
+    assert per_mod[0].item() == pytest.approx(per_sample[:2, 0].mean().item(), rel=1e-6)
+    assert per_mod[1].item() == pytest.approx(per_sample[1:, 1].mean().item(), rel=1e-6)
+
+
+def test_pixel_empty_mask_gives_zero():
+    teacher = torch.randn(2, 3, 4, 4)
+    student = torch.randn(2, 2, 3, 4, 4, requires_grad=True)
+    loss = pixel_distillation_loss(teacher, student, torch.zeros(2, 2, dtype=torch.bool))
+    assert torch.all(loss == 0)
+    loss.sum().backward()  # still differentiable (trivially)
+
+
+def test_pixel_deep_supervision_weighting():
+    b, m, c = 2, 2, 3
+    teachers = [torch.randn(b, c, 8, 8, generator=_gen(4)), torch.randn(b, c, 4, 4, generator=_gen(5)),
+                torch.randn(b, c, 2, 2, generator=_gen(6))]
+    students = [torch.randn(b, m, *t.shape[1:], generator=_gen(7 + i)) for i, t in enumerate(teachers)]
+    mask = torch.tensor([[1, 1], [1, 0]], dtype=torch.bool)
+    single = [pixel_distillation_loss(t, s, mask) for t, s in zip(teachers, students)]
+    # default: 1, 1/2, 1/4 normalised
+    w = torch.tensor([1, 0.5, 0.25]) / 1.75
+    expected = sum(wi * li for wi, li in zip(w, single))
+    assert torch.allclose(pixel_distillation_loss(teachers, students, mask), expected, rtol=1e-5)
+    # explicit weights are normalised; a zero weight skips its level (nnU-Net's last level)
+    got = pixel_distillation_loss(teachers, students, mask, ds_weights=[2.0, 2.0, 0.0])
+    assert torch.allclose(got, 0.5 * single[0] + 0.5 * single[1], rtol=1e-5)
+    assert deep_supervision_weights(2, [0.75, 0.25]) == [0.75, 0.25]
+    with pytest.raises(ValueError):
+        pixel_distillation_loss(teachers, students[:2], mask)
