@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nnunet_prism.losses import (DEFAULT_TEMPERATURE, deep_supervision_weights, kl_divergence_map,
-                                 pixel_distillation_loss)
+                                 pixel_distillation_loss, prototype_distillation)
 
 SPATIAL = {2: (3, 4), 3: (2, 3, 2)}
 
@@ -149,3 +149,150 @@ def test_pixel_deep_supervision_weighting():
     assert deep_supervision_weights(2, [0.75, 0.25]) == [0.75, 0.25]
     with pytest.raises(ValueError):
         pixel_distillation_loss(teachers, students[:2], mask)
+
+
+# ---------------------------------------------------------------- prototype distillation
+
+def _reference_proto(tf, sf, class_masks_bool):
+    """Naive loops: per present class, cosine maps of every voxel, mean over voxels and classes."""
+    tf, sf = tf.flatten(1), sf.flatten(1)
+    cm = class_masks_bool.flatten(1)
+    sq, ab, k_used = 0.0, 0.0, 0
+    for k in range(cm.shape[0]):
+        sel = cm[k]
+        if not sel.any():
+            continue
+        ct, cs = tf[:, sel].mean(1), sf[:, sel].mean(1)
+        st = torch.nn.functional.cosine_similarity(tf, ct[:, None], dim=0, eps=1e-8)
+        ss = torch.nn.functional.cosine_similarity(sf, cs[:, None], dim=0, eps=1e-8)
+        sq += ((ss - st) ** 2).mean().item()
+        ab += (ss - st).abs().mean().item()
+        k_used += 1
+    return sq / k_used, ab / k_used
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("region_based", [False, True])
+def test_proto_zero_when_student_equals_teacher(dims, region_based):
+    b, m, f = 2, 3, 5
+    spatial = SPATIAL[dims]
+    tf = torch.randn(b, f, *spatial, generator=_gen(8))
+    sf = tf.unsqueeze(1).repeat(1, m, *[1] * (dims + 1))
+    target = _region_target(b, spatial, 3) if region_based else _label_target(b, spatial, 4)
+    res = prototype_distillation(tf, sf, target, torch.ones(b, m, dtype=torch.bool), region_based)
+    assert res.loss.shape == res.gap.shape == res.valid.shape == (b, m)
+    assert torch.all(res.valid)
+    assert torch.allclose(res.loss, torch.zeros(b, m), atol=1e-10)
+    assert torch.allclose(res.gap, torch.zeros(b, m), atol=1e-6)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("region_based", [False, True])
+def test_proto_matches_naive_reference(dims, region_based):
+    b, m, f = 2, 2, 4
+    spatial = SPATIAL[dims]
+    tf = torch.randn(b, f, *spatial, generator=_gen(9))
+    sf = torch.randn(b, m, f, *spatial, generator=_gen(10))
+    if region_based:
+        target = _region_target(b, spatial, 3, seed=11)
+        cms = target.bool()
+    else:
+        target = _label_target(b, spatial, 3, seed=11)
+        cms = torch.stack([target[:, 0] == k for k in range(3)], 1)
+    res = prototype_distillation(tf, sf, target, torch.ones(b, m, dtype=torch.bool), region_based)
+    for bi in range(b):
+        for mi in range(m):
+            sq, ab = _reference_proto(tf[bi], sf[bi, mi], cms[bi])
+            assert res.loss[bi, mi].item() == pytest.approx(sq, rel=1e-4, abs=1e-7)
+            assert res.gap[bi, mi].item() == pytest.approx(ab, rel=1e-4, abs=1e-7)
+
+
+def test_proto_absent_classes_skipped_and_background_only_sample_invalid():
+    f, spatial = 3, (4, 4)
+    tf = torch.randn(3, f, *spatial, generator=_gen(12))
+    sf = torch.randn(3, 2, f, *spatial, generator=_gen(13), requires_grad=True)
+    target = torch.zeros(3, 1, *spatial, dtype=torch.long)
+    target[0, 0, :2] = 2            # sample 0: classes 0 and 2 of 4 (1 and 3 absent)
+    target[1] = 1                   # sample 1: only class 1 (background absent)
+    # sample 2: background only -> no foreground
+    mask = torch.ones(3, 2, dtype=torch.bool)
+    res = prototype_distillation(tf, sf, target, mask, num_classes=4)
+    assert torch.isfinite(res.loss).all() and torch.isfinite(res.gap).all()
+    assert res.valid.tolist() == [[True, True], [True, True], [False, False]]
+    assert torch.all(res.loss[2] == 0) and torch.all(res.gap[2] == 0)
+    # declaring more classes than occur changes nothing (absent ones are skipped, not averaged)
+    res3 = prototype_distillation(tf, sf, target, mask, num_classes=3)
+    assert torch.allclose(res.loss, res3.loss) and torch.allclose(res.gap, res3.gap)
+    sq, _ = _reference_proto(tf[0], sf[0, 1].detach(),
+                             torch.stack([target[0, 0] == k for k in range(4)]))
+    assert res.loss[0, 1].item() == pytest.approx(sq, rel=1e-4)
+    res.loss.sum().backward()
+    assert torch.isfinite(sf.grad).all()
+    assert torch.all(sf.grad[2] == 0)
+    # without background: sample 1's only class is foreground, so it stays valid
+    nobg = prototype_distillation(tf, sf, target, mask, num_classes=4, include_background=False)
+    assert nobg.valid[1].all() and not nobg.valid[2].any()
+
+
+def test_proto_empty_region_sample_and_zero_features():
+    tf = torch.zeros(2, 3, 2, 2, 2)  # all-zero features: cosine eps path, no NaN
+    sf = torch.zeros(2, 2, 3, 2, 2, 2, requires_grad=True)
+    target = torch.zeros(2, 3, 2, 2, 2)
+    target[0, 0, 0] = 1
+    res = prototype_distillation(tf, sf, target, torch.ones(2, 2, dtype=torch.bool), region_based=True)
+    assert res.valid.tolist() == [[True, True], [False, False]]
+    res.loss.sum().backward()
+    assert torch.isfinite(sf.grad).all()
+
+
+@pytest.mark.parametrize("region_based", [False, True])
+def test_proto_gradient_and_absent_modality(region_based):
+    b, m, f, spatial = 2, 3, 4, (3, 3, 3)
+    tf = torch.randn(b, f, *spatial, generator=_gen(14), requires_grad=True)
+    sf = torch.randn(b, m, f, *spatial, generator=_gen(15), requires_grad=True)
+    target = _region_target(b, spatial, 2, seed=16) if region_based else _label_target(b, spatial, 3, 16)
+    mask = torch.tensor([[1, 0, 1], [1, 0, 0]], dtype=torch.bool)
+    res = prototype_distillation(tf, sf, target, mask, region_based)
+    assert not res.gap.requires_grad
+    res.loss.sum().backward()
+    assert tf.grad is None
+    assert torch.all(res.loss[~mask] == 0) and torch.all(res.gap[~mask] == 0)
+    assert not res.valid[~mask].any()
+    assert torch.all(sf.grad[~mask] == 0)
+    assert sf.grad[0, 0].abs().sum() > 0 and sf.grad[0, 2].abs().sum() > 0
+
+
+def test_proto_shape_errors_are_clear():
+    tf = torch.randn(1, 2, 4, 4)
+    sf = torch.randn(1, 1, 2, 4, 4)
+    with pytest.raises(ValueError, match="spatial size"):
+        prototype_distillation(tf, sf, torch.zeros(1, 1, 2, 2, dtype=torch.long),
+                               torch.ones(1, 1, dtype=torch.bool))
+
+
+def test_everything_absent_still_differentiable():
+    """A batch with no usable pair gives exact zeros that still carry a (zero) gradient."""
+    tf = torch.randn(1, 2, 3, 3)
+    sf = torch.randn(1, 2, 2, 3, 3, requires_grad=True)
+    res = prototype_distillation(tf, sf, torch.zeros(1, 1, 3, 3, dtype=torch.long),
+                                 torch.ones(1, 2, dtype=torch.bool))
+    assert not res.valid.any() and torch.all(res.loss == 0)
+    res.loss.sum().backward()
+    assert torch.all(sf.grad == 0)
+
+
+def test_losses_are_float32_under_autocast():
+    tl = torch.randn(2, 3, 4, 4, generator=_gen(30))
+    sl = torch.randn(2, 2, 3, 4, 4, generator=_gen(31))
+    tf = torch.randn(2, 5, 4, 4, generator=_gen(32))
+    sf = tf.unsqueeze(1) + 1e-3 * torch.randn(2, 2, 5, 4, 4, generator=_gen(33))
+    target = _label_target(2, (4, 4), 3, 34)
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    ref_pixel = pixel_distillation_loss(tl, sl, mask)
+    ref_proto = prototype_distillation(tf, sf, target, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pixel = pixel_distillation_loss(tl.bfloat16(), sl.bfloat16(), mask)
+        proto = prototype_distillation(tf, sf, target, mask)
+    assert pixel.dtype == proto.loss.dtype == torch.float32
+    assert torch.allclose(proto.loss, ref_proto.loss, rtol=1e-5, atol=1e-12)
+    assert torch.allclose(pixel, ref_pixel, rtol=5e-2)  # only the bf16 inputs differ
