@@ -1,11 +1,15 @@
 """PRISM/PASSION losses: pixel KL, prototype distillation, RP/omega, E^m state, combiner."""
+import io
 import math
 
 import pytest
 import torch
 
-from nnunet_prism.losses import (DEFAULT_TEMPERATURE, deep_supervision_weights, kl_divergence_map,
-                                 pixel_distillation_loss, prototype_distillation)
+from nnunet_prism.losses import (DEFAULT_GAMMA, DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO,
+                                 DEFAULT_TEMPERATURE, PreferenceState, deep_supervision_weights,
+                                 kl_divergence_map, pixel_distillation_loss, preference_mask,
+                                 prism_distillation_loss, prototype_distillation,
+                                 relative_preference)
 
 SPATIAL = {2: (3, 4), 3: (2, 3, 2)}
 
@@ -22,8 +26,9 @@ def _region_target(b, spatial, r, seed=0):
     return (torch.rand(b, r, *spatial, generator=_gen(seed)) > 0.5).float()
 
 
-def test_default_temperature_is_the_official_one():
-    assert DEFAULT_TEMPERATURE == 4.0
+def test_defaults_are_the_official_ones():
+    assert (DEFAULT_TEMPERATURE, DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO, DEFAULT_GAMMA) == \
+        (4.0, 0.5, 0.1, 0.01)
 
 
 # ---------------------------------------------------------------- pixel-wise distillation
@@ -268,6 +273,129 @@ def test_proto_shape_errors_are_clear():
     with pytest.raises(ValueError, match="spatial size"):
         prototype_distillation(tf, sf, torch.zeros(1, 1, 2, 2, dtype=torch.long),
                                torch.ones(1, 1, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- RP, omega, E^m
+
+def test_relative_preference_and_omega_on_hand_made_gap():
+    gap = torch.tensor([[1.0, 2.0, 3.0, 9.0],     # all present: mean 3.75
+                        [2.0, 4.0, 0.0, 7.0],     # modality 2 absent: mean over 0, 1, 3 = 13/3
+                        [0.0, 0.0, 0.0, 0.0],     # mean 0 -> undefined
+                        [5.0, 0.0, 0.0, 0.0]])    # only modality 0 present: RP = 0
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 1], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.bool)
+    valid = mask.clone()
+    valid[1, 3] = False                           # e.g. invalid entry excluded from the mean
+    rp, rp_valid = relative_preference(gap, mask, valid)
+    exp0 = [1 - g / 3.75 for g in (1.0, 2.0, 3.0, 9.0)]
+    assert rp[0].tolist() == pytest.approx(exp0)
+    assert rp[1, :2].tolist() == pytest.approx([1 - 2 / 3, 1 - 4 / 3])
+    assert rp_valid.tolist() == [[True] * 4, [True, True, False, False], [False] * 4,
+                                 [True, False, False, False]]
+    assert rp[1, 2] == 0 and rp[1, 3] == 0 and torch.all(rp[2] == 0) and rp[3, 0] == 0
+    omega = preference_mask(rp, rp_valid)
+    assert omega.tolist() == [[0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_preference_state_paper_rule():
+    state = PreferenceState([0.2, 0.5, 0.0])
+    assert state.coefficients().tolist() == pytest.approx([1.25, 2.0, 1.0])
+    rp = torch.tensor([[0.5, -1.0, 0.2], [0.1, 0.0, 9.0]])
+    valid = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    state.update_batch(rp, valid)
+    state.update_batch(torch.tensor([[0.3, -0.5, 0.0]]), torch.tensor([[1, 1, 0]], dtype=torch.bool))
+    mean_rp = state.end_epoch(gamma=0.1)
+    assert mean_rp.tolist() == pytest.approx([0.3, -0.75, 0.2])
+    assert state.E.tolist() == pytest.approx([1.25 - 0.03, 2.0 + 0.075, 1.0 - 0.02])
+    assert torch.all(state.rp_sum == 0) and torch.all(state.rp_count == 0)
+    # an epoch without any valid RP leaves E unchanged
+    before = state.E.clone()
+    assert torch.all(state.end_epoch() == 0) and torch.equal(state.E, before)
+    # E never goes negative by default
+    low = PreferenceState([0.0])
+    low.update_batch(torch.tensor([[0.9]]), torch.tensor([[True]]))
+    low.end_epoch(gamma=10.0)
+    assert low.E.item() == 0.0
+
+
+def test_preference_state_official_rule():
+    state = PreferenceState([0.2, 0.4, 0.6, 0.8], rule="official")
+    fixed = torch.tensor([1 / 0.8, 1 / 0.6, 1 / 0.4, 1 / 0.2], dtype=torch.float64)
+    assert torch.allclose(state.E, fixed)
+    state.update_batch(torch.tensor([[0.5, 0.1, -0.2, -100.0]]), torch.ones(1, 4, dtype=torch.bool))
+    state.end_epoch(gamma=0.1)
+    beta = torch.tensor([0.95, 0.99, 1.02, 4.0], dtype=torch.float64)  # last one clamped to 4
+    beta = 2.0 * beta / beta.norm()                                     # sqrt(M) = 2 for M = 4
+    assert torch.allclose(state.beta, beta)
+    assert state.beta.norm().item() == pytest.approx(2.0)
+    assert torch.allclose(state.E, fixed * beta)
+    with pytest.raises(ValueError):
+        PreferenceState([0.2], rule="nope")
+    with pytest.raises(ValueError):
+        PreferenceState([1.0])
+
+
+@pytest.mark.parametrize("rule", ["paper", "official"])
+def test_preference_state_round_trip_is_exact(rule):
+    state = PreferenceState([0.1, 0.3, 0.7], rule=rule, gamma=0.05)
+    state.update_batch(torch.tensor([[0.3, -0.2, 0.1]]), torch.ones(1, 3, dtype=torch.bool))
+    state.end_epoch()
+    state.update_batch(torch.tensor([[0.1, -0.4, 0.7]]), torch.tensor([[1, 1, 0]], dtype=torch.bool))
+    buffer = io.BytesIO()
+    torch.save(state.state_dict(), buffer)
+    buffer.seek(0)
+    restored = PreferenceState([0.0, 0.0, 0.0])
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    for key in ("E", "beta", "fixed", "rp_sum", "rp_count"):
+        assert torch.equal(getattr(state, key), getattr(restored, key))
+    assert (restored.rule, restored.gamma, restored.epochs) == (rule, 0.05, 1)
+    assert torch.equal(state.end_epoch(), restored.end_epoch())
+    assert torch.equal(state.E, restored.E)
+    with pytest.raises(ValueError):
+        PreferenceState([0.0, 0.0]).load_state_dict(state.state_dict())
+
+
+def test_preference_state_accumulators_for_ddp():
+    a, b = PreferenceState([0.0, 0.5]), PreferenceState([0.0, 0.5])
+    a.update_batch(torch.tensor([[0.2, -0.2]]), torch.ones(1, 2, dtype=torch.bool))
+    b.update_batch(torch.tensor([[0.4, 0.0]]), torch.tensor([[1, 0]], dtype=torch.bool))
+    reduced = a.accumulators() + b.accumulators()   # what all_reduce(SUM) gives
+    assert reduced.shape == (2, 2)
+    a.set_accumulators(reduced)
+    assert a.end_epoch(gamma=1.0).tolist() == pytest.approx([0.3, -0.2])
+
+
+# ---------------------------------------------------------------- combiner
+
+@pytest.mark.parametrize("region_based", [False, True])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_prism_distillation_loss_combines_terms(region_based, dims):
+    b, m, c, f = 3, 3, 3, 4
+    spatial = SPATIAL[dims]
+    low = tuple(max(1, s // 2) for s in spatial)
+    teacher_logits = [torch.randn(b, c, *spatial, generator=_gen(20)),
+                      torch.randn(b, c, *low, generator=_gen(21))]
+    student_logits = [torch.randn(b, m, c, *spatial, generator=_gen(22), requires_grad=True),
+                      torch.randn(b, m, c, *low, generator=_gen(23), requires_grad=True)]
+    tf = torch.randn(b, f, *spatial, generator=_gen(24), requires_grad=True)
+    sf = torch.randn(b, m, f, *spatial, generator=_gen(25), requires_grad=True)
+    target = _region_target(b, spatial, c, 26) if region_based else _label_target(b, spatial, c, 26)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 0]], dtype=torch.bool)
+    e = torch.tensor([1.0, 2.0, 0.5])
+    total, stats = prism_distillation_loss(teacher_logits, student_logits, tf, sf, [target], mask, e,
+                                           region_based=region_based)
+    _, pixel = pixel_distillation_loss(teacher_logits, student_logits, mask, region_based=region_based,
+                                       return_per_sample=True)
+    proto = prototype_distillation(tf, sf, target, mask, region_based)
+    rp, rp_valid = relative_preference(proto.gap, mask, proto.valid)
+    omega = preference_mask(rp, rp_valid)
+    expected = (0.5 * e * pixel + 0.1 * omega * proto.loss).sum(1).mean()
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.equal(stats["omega"], omega) and torch.equal(stats["rp"], rp)
+    assert stats["pixel"].shape == stats["proto"].shape == stats["mean_rp"].shape == (m,)
+    total.backward()
+    assert tf.grad is None
+    assert torch.all(student_logits[0].grad[~mask] == 0) and torch.all(sf.grad[~mask] == 0)
+    assert student_logits[0].grad[mask].abs().sum() > 0
 
 
 def test_everything_absent_still_differentiable():
