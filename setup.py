@@ -19,12 +19,15 @@ PTH_FILE = "nnunet_prism_ext_trainer.pth"
 
 
 class BuildPyWithSiteHook(build_py):
-    """Regular wheels: ship the .pth at the root of site-packages."""
+    """Regular wheels: ship the .pth at the root of site-packages and the repository's
+    results_templates/ inside the package (editable installs read them from the repository)."""
 
     def run(self):
         super().run()
         if not getattr(self, "editable_mode", False):
             self.copy_file(os.path.join(HERE, PTH_FILE), os.path.join(self.build_lib, PTH_FILE))
+            self.copy_tree(os.path.join(HERE, "results_templates"),
+                           os.path.join(self.build_lib, "nnunet_prism", "results_templates"))
 
 
 cmdclass = {"build_py": BuildPyWithSiteHook}
@@ -57,7 +60,6 @@ setup(
     packages=find_packages(include=["nnunet_prism", "nnunet_prism.*",
                                     "dataset_conversion", "dataset_conversion.*"]),
     py_modules=["nnunet_prism_site_hook"],
-    package_data={"nnunet_prism": ["results_templates/*"]},
     install_requires=[
         "nnunetv2>=2.8,<2.9",
         "torch",

@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "demo": ("nnunet_prism.commands.demo", "run the whole pipeline on a synthetic BraTS-like set"),
     "train": ("nnunet_prism.commands.train", "nnUNetv2_train with our trainers and --hp overrides"),
     "predict": ("nnunet_prism.commands.predict", "nnUNetv2_predict on a folder where some modality files are absent"),
+    "evaluate": ("nnunet_prism.commands.evaluate", "Dice and HD95 on all modality subsets: tables and heatmap"),
     "env": ("nnunet_prism.commands.env", "print the export line that registers our trainers with nnU-Net"),
     "doctor": ("nnunet_prism.commands.doctor", "check that nnU-Net finds every nnunet_prism trainer"),
     "synthetic": ("dataset_conversion.commands.synthetic", "write a synthetic BraTS-like set (BraTS 2020 layout)"),
@@ -43,7 +44,9 @@ def user_errors():
     from nnunet_prism.pipeline import PipelineError
     from nnunet_prism.training.hyperparameters import HyperparameterError
 
-    errors = [ModalityError, PipelineError, HyperparameterError, FileNotFoundError]
+    from nnunet_prism.evaluation.metrics import EvaluationError
+
+    errors = [ModalityError, PipelineError, HyperparameterError, EvaluationError, FileNotFoundError]
     try:
         from dataset_conversion.errors import ConversionError
         errors.append(ConversionError)
