@@ -1,0 +1,85 @@
+"""BraTS label conventions: BraTS files <-> nnU-Net's 0/1/2/3 and the ``dataset.json`` label entries.
+
+nnU-Net side (as in nnU-Net's own BraTS example): 0 background, 1 edema, 2 necrotic /
+non-enhancing core, 3 enhancing tumour; region-based training uses whole tumour {1,2,3},
+tumour core {2,3} and enhancing tumour {3}.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Mapping, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from dataset_conversion.errors import ConversionError
+from dataset_conversion.layouts import BratsLayout, get_layout
+
+NNUNET_LABELS = (0, 1, 2, 3)
+PLAIN_LABELS = {"background": 0, "edema": 1, "necrosis": 2, "enhancing": 3}
+REGION_LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
+REGIONS_CLASS_ORDER = [1, 2, 3]
+
+
+def dataset_json_labels(label_based: bool = False) -> Dict:
+    """The ``labels`` (and, region-based, ``regions_class_order``) entries of ``dataset.json``."""
+    if label_based:
+        return {"labels": dict(PLAIN_LABELS)}
+    return {"labels": {k: (list(v) if isinstance(v, list) else v) for k, v in REGION_LABELS.items()},
+            "regions_class_order": list(REGIONS_CLASS_ORDER)}
+
+
+def _relabel(seg: np.ndarray, mapping: Mapping[int, int], what: str, convention: str) -> np.ndarray:
+    """seg (any shape, integer-valued) with every value v replaced by mapping[v], as uint8."""
+    values = np.unique(seg)
+    bad = [v for v in values.tolist() if not np.isfinite(v) or v != int(v) or int(v) not in mapping]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad[:5])
+        noun = "value" if len(bad) == 1 else "values"
+        raise ConversionError(f"{what} contains {noun} {shown} that are not {convention} labels "
+                              f"({', '.join(map(str, sorted(mapping)))}).")
+    table = np.zeros(max(mapping) + 1, dtype=np.uint8)
+    for source, target in mapping.items():
+        table[source] = target
+    return table[seg.astype(np.int64)]
+
+
+def brats_to_nnunet(seg: np.ndarray, layout: BratsLayout, what: str = "label map") -> np.ndarray:
+    """BraTS labels of ``layout`` (2020: 0/1/2/4, 2023: 0/1/2/3) -> nnU-Net 0/1/2/3 (uint8)."""
+    return _relabel(seg, layout.to_nnunet, what, f"BraTS {layout.name}")
+
+
+def nnunet_to_brats(seg: np.ndarray, layout: BratsLayout, what: str = "label map") -> np.ndarray:
+    """nnU-Net 0/1/2/3 -> BraTS labels of ``layout`` (uint8); exact inverse of ``brats_to_nnunet``."""
+    inverse = {v: k for k, v in layout.to_nnunet.items()}
+    return _relabel(seg, inverse, what, "nnU-Net BraTS")
+
+
+def brats_predictions_to_original(in_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike],
+                                  layout: str) -> List[Path]:
+    """Every ``*.nii.gz`` of ``in_dir`` (nnU-Net predictions, 0/1/2/3) written to ``out_dir`` under the
+    same name in the BraTS convention of ``layout`` ("2020": 1/2/4, "2023": 1/2/3), header kept.
+    Returns the written paths. ``out_dir`` must differ from ``in_dir``."""
+    if str(layout) == "auto":
+        raise ConversionError("predictions do not tell their BraTS release; pass layout 2020 or 2023.")
+    brats_layout = get_layout(layout)
+    in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
+    if not in_dir.is_dir():
+        raise ConversionError(f"prediction folder {in_dir} does not exist or is not a folder.")
+    if in_dir == out_dir:
+        raise ConversionError(f"output folder {out_dir} is the prediction folder; choose another so "
+                              f"no file is left half-converted.")
+    files = sorted(in_dir.glob("*.nii.gz"))
+    if not files:
+        raise ConversionError(f"prediction folder {in_dir} holds no .nii.gz file.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in files:
+        image = sitk.ReadImage(str(path))
+        seg = nnunet_to_brats(sitk.GetArrayViewFromImage(image), brats_layout, f"prediction file {path}")
+        out = sitk.GetImageFromArray(seg)
+        out.CopyInformation(image)
+        sitk.WriteImage(out, str(out_dir / path.name))
+        written.append(out_dir / path.name)
+    return written

@@ -1,0 +1,87 @@
+"""Check one source case before anything is written: readable files, one voxel grid for all
+modalities and the label, known label values. Returns which modalities
+are really there (file present and not all zero)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from dataset_conversion.errors import ConversionError
+from dataset_conversion.labels import brats_to_nnunet
+from dataset_conversion.layouts import BratsLayout
+from dataset_conversion.sources import SourceCase
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Voxel grid of an image as SimpleITK reports it (x, y, z order)."""
+    size: Tuple[int, ...]
+    spacing: Tuple[float, ...]
+    origin: Tuple[float, ...]
+    direction: Tuple[float, ...]
+
+
+def read_geometry(path: Path, case_id: str) -> Geometry:
+    """Header-only read of ``path``; unreadable files and non-3D images are a ConversionError."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise ConversionError(f"case '{case_id}': cannot read {path} as an image.") from None
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
+        raise ConversionError(f"case '{case_id}': {path.name} is not a single-channel 3D image "
+                              f"(dimension {reader.GetDimension()}, {reader.GetNumberOfComponents()} components).")
+    return Geometry(tuple(reader.GetSize()), tuple(reader.GetSpacing()), tuple(reader.GetOrigin()),
+                    tuple(reader.GetDirection()))
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in np.round(values, 4) + 0.0) + ")"
+
+
+def check_same_grid(case_id: str, path: Path, geometry: Geometry, ref_path: Path, ref: Geometry) -> None:
+    """ConversionError if ``geometry`` differs from ``ref`` in shape, spacing, origin or direction."""
+    for name in ("size", "spacing", "origin", "direction"):
+        a, b = getattr(geometry, name), getattr(ref, name)
+        same = a == b if name == "size" else np.allclose(a, b, rtol=1e-5, atol=1e-5)
+        if not same:
+            shown = "shape" if name == "size" else name
+            raise ConversionError(f"case '{case_id}': {path.name} has {shown} {_fmt(a)} but {ref_path.name} has "
+                                  f"{_fmt(b)}; all modalities and the label must share one voxel grid.")
+
+
+def _read_array(path: Path, case_id: str) -> np.ndarray:
+    try:
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    except RuntimeError:
+        raise ConversionError(f"case '{case_id}': cannot read {path} as an image.") from None
+
+
+def check_case(case: SourceCase, layout: BratsLayout) -> Tuple[bool, ...]:
+    """Validate ``case``; return per channel whether the modality is really present (file there and
+    not all zero). Raises ConversionError with one sentence naming the case and file."""
+    present = case.present_files
+    ref_path = present[0]
+    ref = read_geometry(ref_path, case.case_id)
+    for path in present[1:] + ([case.seg] if case.seg is not None else []):
+        check_same_grid(case.case_id, path, read_geometry(path, case.case_id), ref_path, ref)
+
+    available = []
+    for path in case.images:
+        if path is None:
+            available.append(False)
+            continue
+        # (no NaN check: SimpleITK's NIfTI reader, which nnU-Net uses too, reads NaN and inf as 0)
+        available.append(bool(np.any(_read_array(path, case.case_id) != 0)))
+    if not any(available):
+        raise ConversionError(f"case '{case.case_id}': every modality file in {case.folder} is all zero.")
+
+    if case.seg is not None:
+        brats_to_nnunet(_read_array(case.seg, case.case_id), layout,
+                        f"case '{case.case_id}': label file {case.seg.name}")
+    return tuple(available)
