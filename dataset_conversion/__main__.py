@@ -1,0 +1,5 @@
+import sys
+
+from dataset_conversion.cli import main
+
+sys.exit(main())

@@ -1,0 +1,15 @@
+"""``brats-labels``: nnU-Net predictions (0/1/2/3) -> BraTS label convention."""
+from dataset_conversion.labels import brats_predictions_to_original
+
+
+def add_arguments(parser):
+    parser.add_argument("-i", "--input", required=True, help="folder of nnU-Net predictions (.nii.gz)")
+    parser.add_argument("-o", "--output", required=True, help="folder for the converted files")
+    parser.add_argument("--layout", required=True, choices=["2018", "2019", "2020", "2021", "2023"],
+                        help="BraTS release: 2018-2021 write 1/2/4, 2023 writes 1/2/3")
+
+
+def run(args):
+    written = brats_predictions_to_original(args.input, args.output, args.layout)
+    print(f"wrote {len(written)} label files in the BraTS {args.layout} convention to {args.output}")
+    return 0
