@@ -262,3 +262,29 @@ def test_user_errors_are_value_errors(plans):
         network(x[:, :3])
     with pytest.raises(ValueError, match="shape"):
         network(x, torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_forward_subsets_equals_separate_forwards():
+    from nnunet_prism.modalities import subset_masks
+    torch.manual_seed(0)
+    arch_kwargs = {
+        "n_stages": 3, "features_per_stage": [8, 16, 32], "conv_op": "torch.nn.modules.conv.Conv3d",
+        "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+        "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
+        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+        "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True}}
+    net = build_multi_encoder_unet("dynamic_network_architectures.architectures.unet.PlainConvUNet", arch_kwargs,
+                                   ["conv_op", "norm_op", "dropout_op", "nonlin"], 3, 2,
+                                   enable_deep_supervision=True).eval()
+    x = torch.randn(2, 3, 16, 16, 16)
+    x[1, 2] = 0  # modality 2 absent in sample 1
+    masks = torch.as_tensor(subset_masks(3))
+    with torch.no_grad():
+        together = net.forward_subsets(x, masks)
+        assert together.shape == (2, 7, 2, 16, 16, 16)
+        available = x.flatten(2).abs().amax(2) > 0
+        for s, m in enumerate(masks):
+            separate = net(x, m[None].expand(2, -1) & available)[0]
+            assert torch.allclose(together[:, s], separate, atol=1e-5)
+        assert torch.equal(net(x, return_all=True).fused[0], net(x)[0])

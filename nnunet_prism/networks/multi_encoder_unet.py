@@ -99,9 +99,14 @@ class MultiEncoderUNet(nn.Module):
         per_modality = [encoder(x[:, m:m + 1]) for m, encoder in enumerate(self.encoders)]
         return [list(scale) for scale in zip(*per_modality)]
 
-    def forward(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None) -> Logits:
+    def forward(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None,
+                return_all: bool = False) -> Union[Logits, "MultiModalOutput"]:
         """x (B, M, *spatial), modality_mask (B, M) bool or None (all-zero channel = absent) ->
-        logits like nnU-Net's networks: list (deep supervision) or tensor (B, C, *spatial)."""
+        logits like nnU-Net's networks: list (deep supervision) or tensor (B, C, *spatial).
+        ``return_all=True`` returns ``forward_all``'s output instead; trainers call it this way
+        so that DDP and torch.compile wrappers see an ordinary forward call."""
+        if return_all:
+            return self.forward_all(x, modality_mask)
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         skips = [project(masked_mean(features, mask))
                  for project, features in zip(self.projections, self._encode(x))]
@@ -129,6 +134,24 @@ class MultiEncoderUNet(nn.Module):
             fused, unimodal = map(list, zip(*(split(t) for t in logits)))
         fused_features, unimodal_features = split(features)
         return MultiModalOutput(fused, unimodal, fused_features, unimodal_features, mask)
+
+    def forward_subsets(self, x: torch.Tensor, subset_masks: torch.Tensor,
+                        modality_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Full-resolution logits (B, S, C, *spatial) for each of S modality subsets (S, M) bool,
+        from one encoder pass: subset s fuses the modalities in it that are also present.
+
+        Equals ``forward(x, subset mask & modality mask)`` for every s (without deep supervision);
+        the decoder runs once on a batch of S * B. Used for the 15-subset evaluation.
+        """
+        mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
+        subsets = torch.as_tensor(subset_masks, device=x.device).bool()
+        combined = (subsets[:, None, :] & mask[None]).flatten(0, 1)  # (S*B, M), subset-major
+        repeats = subsets.shape[0]
+        skips = [project(masked_mean([f.repeat(repeats, *([1] * (f.ndim - 1))) for f in features], combined))
+                 for project, features in zip(self.projections, self._encode(x))]
+        logits, _ = decode_with_features(self.decoder, skips)
+        full = logits if isinstance(logits, torch.Tensor) else logits[0]
+        return full.unflatten(0, (repeats, x.shape[0])).transpose(0, 1)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         """Number of feature-map elements stored by the convolutions for one sample of spatial
