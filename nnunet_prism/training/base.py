@@ -20,6 +20,8 @@ class nnUNetTrainerPrismBase(HyperparameterMixin, ModalityMaskingMixin, nnUNetTr
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.apply_hyperparameters()
+        self.logger.local_logger = MethodCurvesLogger({}, get_state=self.checkpoint_state,
+                                                      set_state=self.restore_checkpoint_state)
 
     def on_train_start(self):
         super().on_train_start()
@@ -37,9 +39,14 @@ class nnUNetTrainerPrismBase(HyperparameterMixin, ModalityMaskingMixin, nnUNetTr
     def register_curves(self, panels) -> None:
         """Add per-epoch curves ({panel title: [keys]}) to nnU-Net's logger: checkpointed with it,
         plotted as extra panels of progress.png. Log them with ``self.logger.log(key, v, epoch)``."""
-        previous = self.logger.local_logger
-        self.logger.local_logger = MethodCurvesLogger({**getattr(previous, 'panels', {}), **panels})
-        self.logger.local_logger.load_checkpoint(previous.my_fantastic_logging)
+        self.logger.local_logger.add_panels(panels)
+
+    def checkpoint_state(self) -> dict:
+        """Training-time state a method keeps beyond nnU-Net's (saved in nnU-Net's checkpoints)."""
+        return {}
+
+    def restore_checkpoint_state(self, state: dict) -> None:
+        """Restore what ``checkpoint_state`` returned (called by nnU-Net's load_checkpoint)."""
 
     # -- shared pieces for subclasses that write their own train_step -------------------------
     def batch_to_device(self, batch: dict):

@@ -7,18 +7,39 @@ restored by ``--c`` with everything else; one value per epoch, like nnU-Net's ow
 from __future__ import annotations
 
 import os
-from typing import Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
 
 
-class MethodCurvesLogger(LocalLogger):
-    """nnU-Net's LocalLogger plus the curves in ``panels`` ({panel title: [curve keys]})."""
+STATE_KEY = "nnunet_prism_state"
 
-    def __init__(self, panels: Dict[str, Sequence[str]], verbose: bool = False):
+
+class MethodCurvesLogger(LocalLogger):
+    """nnU-Net's LocalLogger plus the curves in ``panels`` ({panel title: [curve keys]}).
+
+    It also carries the trainer's own training-time state (for example PRISM's E^m) inside
+    nnU-Net's checkpoint: ``get_state()`` is stored under ``STATE_KEY`` of the logging entry and
+    handed to ``set_state(state)`` when nnU-Net restores the checkpoint (``--c``).
+    """
+
+    def __init__(self, panels: Dict[str, Sequence[str]], verbose: bool = False,
+                 get_state: Optional[Callable[[], dict]] = None,
+                 set_state: Optional[Callable[[dict], None]] = None):
         super().__init__(verbose)
-        self.panels = {title: list(keys) for title, keys in panels.items()}
+        self.panels: Dict[str, list] = {}
+        self.get_state, self.set_state = get_state, set_state
+        self.add_panels(panels)
+
+    def add_panels(self, panels: Dict[str, Sequence[str]]) -> None:
+        self.panels.update({title: list(keys) for title, keys in panels.items()})
         self._add_missing_keys()
+
+    def get_checkpoint(self):
+        checkpoint = dict(super().get_checkpoint())
+        if self.get_state is not None:
+            checkpoint[STATE_KEY] = self.get_state()
+        return checkpoint
 
     def _add_missing_keys(self):
         for keys in self.panels.values():
@@ -26,8 +47,12 @@ class MethodCurvesLogger(LocalLogger):
                 self.my_fantastic_logging.setdefault(key, [])
 
     def load_checkpoint(self, checkpoint: dict):
+        checkpoint = dict(checkpoint)
+        state = checkpoint.pop(STATE_KEY, None)
         super().load_checkpoint(checkpoint)
         self._add_missing_keys()  # checkpoints from before a curve existed
+        if state is not None and self.set_state is not None:
+            self.set_state(state)
 
     def plot_progress_png(self, output_folder):
         super().plot_progress_png(output_folder)
