@@ -1,0 +1,100 @@
+"""PRISM (published as PASSION, ACM MM 2024): multi-uni self-distillation with
+preference-aware regularisation, on the multi-encoder baseline.
+
+L = L_task + sum_{m present} (lambda1 * E^m * L_pixel^m + lambda2 * omega^m * L_proto^m)
+("PRISM – Methodik", Gesamtoptimierungsziel). Teacher = the fused output of the present
+modalities (detached); student m = modality m alone through the same decoder. E^m starts at
+1/(1-FR^m) of this fold's training cases and is updated after every epoch by
+E <- E - gamma * mean RP^m; it is saved in nnU-Net's checkpoints and restored by ``--c``.
+Defaults from the official code: T = 4, lambda1 = 0.5, lambda2 = 0.1, gamma = 0.01.
+"""
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+from nnunet_prism.losses import PreferenceState, prism_distillation_loss
+from nnunet_prism.modalities import missing_rates
+from nnunet_prism.training.distributed import reduce_preference_state
+from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
+
+
+class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
+    HYPERPARAMETERS = {
+        "temperature": 4.0,
+        "lambda1": 0.5,          # pixel-wise distillation weight
+        "lambda2": 0.1,          # semantic (prototype) distillation weight
+        "gamma": 0.01,           # update rate of E^m
+        "coefficient_rule": "paper",   # or "official" (clamped, renormalised beta; see losses.preference)
+        "kl_prob_floor": None,   # 0.005 reproduces the official code's clamping
+    }
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._preference = None
+        self._pending_preference_state = None
+        self.register_curves({
+            "PRISM coefficient E^m": [self.curve_key("E", n) for n in self.modality_names],
+            "PRISM mean relative preference RP^m": [self.curve_key("RP", n) for n in self.modality_names],
+        })
+
+    @staticmethod
+    def curve_key(kind: str, modality: str) -> str:
+        return f"prism_{kind}_{modality}"
+
+    @property
+    def preference(self) -> PreferenceState:
+        """E^m and the epoch's RP sums; E^m_0 = 1/(1-FR^m) of this fold's training cases."""
+        if self._preference is None:
+            rates = missing_rates(np.stack(list(self._availability_table().values())))
+            self._preference = PreferenceState(rates, rule=self.coefficient_rule, gamma=self.gamma)
+            if self._pending_preference_state is not None:
+                self._preference.load_state_dict(self._pending_preference_state)
+        return self._preference
+
+    def checkpoint_state(self) -> dict:
+        return {"preference": self.preference.state_dict()} if self._preference is not None else {}
+
+    def restore_checkpoint_state(self, state: dict) -> None:
+        if "preference" in state:
+            self._pending_preference_state = state["preference"]
+            if self._preference is not None:
+                self._preference.load_state_dict(state["preference"])
+
+    def on_train_start(self):
+        super().on_train_start()
+        text = ", ".join(f"{n}: {e:.3f}" for n, e in zip(self.modality_names, self.preference.E.tolist()))
+        self.print_to_log_file(f"PRISM E^m at epoch {self.current_epoch}: {text}")
+
+    def compute_loss(self, out, target, mask):
+        segmentation, stats = self.segmentation_loss(out, target, mask)
+        ds_weights = self.loss.weight_factors if isinstance(self.loss, DeepSupervisionWrapper) else None
+        target_full = target[0] if isinstance(target, (list, tuple)) else target
+        if self.label_manager.has_regions and self.label_manager.has_ignore_label:
+            target_full = target_full[:, :-1]
+        distillation, dstats = prism_distillation_loss(
+            out.fused, out.unimodal, out.fused_features, out.unimodal_features, target_full, mask,
+            self.preference.coefficients(self.device), region_based=self.label_manager.has_regions,
+            ds_weights=ds_weights, temperature=self.temperature, lambda_pixel=self.lambda1,
+            lambda_proto=self.lambda2, prob_floor=self.kl_prob_floor,
+            **({} if self.label_manager.has_regions else
+               {"num_classes": self.label_manager.num_segmentation_heads,
+                "ignore_label": self.label_manager.ignore_label}))
+        self.preference.update_batch(dstats["rp"], dstats["rp_valid"])
+        return segmentation + distillation, {**stats,
+                                             "pixel_distillation": dstats["pixel"].cpu().numpy(),
+                                             "proto_distillation": dstats["proto"].cpu().numpy()}
+
+    def on_train_epoch_end(self, train_outputs):
+        super().on_train_epoch_end(train_outputs)
+        reduce_preference_state(self.preference, self.device)
+        mean_rp = self.preference.end_epoch(self.gamma).tolist()
+        coefficients = self.preference.E.tolist()
+        for name, e, rp in zip(self.modality_names, coefficients, mean_rp):
+            self.logger.log(self.curve_key("E", name), e, self.current_epoch)
+            self.logger.log(self.curve_key("RP", name), rp, self.current_epoch)
+        pixel = np.mean([o["pixel_distillation"] for o in train_outputs], axis=0)
+        proto = np.mean([o["proto_distillation"] for o in train_outputs], axis=0)
+        rows = [f"{n}: E={e:.4f} meanRP={rp:+.4f} L_pixel={p:.4f} L_proto={q:.4f}"
+                for n, e, rp, p, q in zip(self.modality_names, coefficients, mean_rp, pixel, proto)]
+        self.print_to_log_file("PRISM " + "; ".join(rows))
