@@ -8,7 +8,6 @@
 
 Everything lives under ``--workdir``; rerunning starts the steps afresh.
 """
-import shutil
 import time
 from pathlib import Path
 
@@ -38,32 +37,18 @@ def _step(title: str):
 
 
 def run(args):
-    from dataset_conversion.brats import convert_brats
-    from dataset_conversion.synthetic import generate_synthetic_brats
+    from nnunet_prism.synthetic_dataset import prepare_synthetic_dataset
 
     workdir = Path(args.workdir).resolve()
     env = pipeline.nnunet_environment(workdir)
     log = workdir / "demo_log.txt"
-    source = workdir / "synthetic_brats"
-    test_source = workdir / "synthetic_brats_test"
     configuration = "3d_fullres"
 
-    t0 = _step(f"1/5 synthetic BraTS-like cases -> {source}")
-    for folder in (source, test_source):
-        shutil.rmtree(folder, ignore_errors=True)
-    generate_synthetic_brats(source, num_cases=args.num_cases, shape=tuple(args.shape), seed=args.seed)
-    generate_synthetic_brats(test_source, num_cases=args.num_test_cases, shape=tuple(args.shape),
-                             seed=args.seed + 1000, prefix="SynBraTSTest", labelled=False)
-
-    _step("2/5 convert to an nnU-Net raw dataset")
+    t0 = _step("1-3/5 synthetic BraTS-like set -> nnU-Net raw dataset -> nnUNetv2_plan_and_preprocess")
     rates = [float(r) for r in args.missing_rates.split(",")] if args.missing_rates else None
-    dataset_folder = convert_brats([source, test_source], args.dataset_id, "SynBraTS",
-                                   raw_root=env["nnUNet_raw"], missing_rates=rates, seed=args.seed,
-                                   overwrite=True)
+    dataset_folder = prepare_synthetic_dataset(workdir, args.dataset_id, env, args.num_cases, args.num_test_cases,
+                                               args.shape, rates, args.seed, log_file=log)
     print(f"dataset: {dataset_folder}")
-
-    _step("3/5 nnUNetv2_plan_and_preprocess")
-    pipeline.plan_and_preprocess(args.dataset_id, env, configurations=(configuration,), log_file=log)
 
     hyperparameters = {"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations,
                        "num_val_iterations_per_epoch": max(1, args.iterations // 5)}
