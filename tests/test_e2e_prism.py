@@ -1,0 +1,47 @@
+"""Issue 4 end to end: nnUNetv2_train -tr nnUNetTrainerPRISM on the synthetic incomplete set
+(region- and label-based), then ``--c`` resumes with E^m restored exactly from the checkpoint."""
+import json
+
+import pytest
+import torch
+
+from nnunet_prism import pipeline
+from nnunet_prism.training.progress import STATE_KEY
+
+pytestmark = pytest.mark.e2e
+TRAINER = "nnUNetTrainerPRISM"
+MODALITIES = ["FLAIR", "T1", "T1c", "T2"]
+
+
+def _fold(ds):
+    return next((ds.workdir / "nnUNet_results").glob(f"*/{TRAINER}__nnUNetPlans__3d_fullres")) / "fold_0"
+
+
+def _curve(checkpoint, kind):
+    return [checkpoint["logging"][f"prism_{kind}_{m}"] for m in MODALITIES]
+
+
+@pytest.mark.parametrize("dataset", ["region_dataset", "label_dataset"])
+def test_prism_trains_and_resumes_with_exact_coefficients(dataset, request, tmp_path):
+    ds = request.getfixturevalue(dataset)
+    schedule = dict(num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
+    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, ds.train_env(num_epochs=1, **schedule),
+                   echo=False, log_file=tmp_path / "train1.log")
+    fold = _fold(ds)
+    first = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    e_after_epoch0 = first["logging"][STATE_KEY]["preference"]["E"].clone()
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    assert "PRISM FLAIR: E=" in log and "student pseudo Dice" in log
+    assert (fold / "progress.png").stat().st_size > 0
+    fixed = first["logging"][STATE_KEY]["preference"]["fixed"]
+    assert fixed[3] > fixed[0], "E^m starts at 1/(1-FR^m): the most-missing modality (T2) weighs most"
+
+    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, ds.train_env(num_epochs=2, **schedule),
+                   echo=False, extra=["--c"], log_file=tmp_path / "train2.log")
+    second = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    e_curve, rp_curve = _curve(second, "E"), _curve(second, "RP")
+    assert [c[0] for c in e_curve] == e_after_epoch0.tolist(), "epoch-0 history kept"
+    gamma = json.loads((fold / "hyperparameters.json").read_text())["gamma"]
+    for m in range(4):  # epoch 1 continued from the restored E, not from 1/(1-FR)
+        expected = max(0.0, e_curve[m][0] - gamma * rp_curve[m][1])
+        assert e_curve[m][1] == pytest.approx(expected, abs=1e-12)
