@@ -1,0 +1,163 @@
+"""The benchmark entry point: every claim about speed, memory and robustness as a measured ratio.
+
+    python benchmarks/run.py [--workdir benchmarks/output] [--device cpu] [--trainers ...]
+                             [--epochs 4 --iterations 20] [--skip-quality]
+
+(a) training step time, peak memory, parameters and per-patch inference time of every trainer
+    as ratios to plain nnUNetTrainer on the same plans, each trainer in its own process;
+(b) time of ``nnunet_prism evaluate`` (all 15 subsets) divided by one ``nnUNetv2_predict`` of
+    the same cases with the same model (both with nnU-Net's default test-time mirroring);
+(c) quality: mean and worst Dice over the 15 subsets, and the Dice of the most-missing modality
+    alone, for every trainer at the same iteration budget on the synthetic incomplete set
+    (missing rates 0.2/0.4/0.6/0.8), scored on complete held-out cases.
+Writes ``results.json`` and ``summary.md`` into the work folder and prints the summary.
+"""
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nnunet_prism import pipeline  # noqa: E402
+from nnunet_prism.synthetic_dataset import prepare_synthetic_dataset  # noqa: E402
+
+BASELINE = "nnUNetTrainer"
+TRAINERS = ["nnUNetTrainerModalityDropout", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM"]
+DATASET_ID, TEST_DATASET_ID = 981, 982
+CONFIGURATION = "3d_fullres"
+
+
+def machine() -> str:
+    import os
+
+    import torch
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__}"
+
+
+def step_benchmark(trainer, env, args):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "trainer_step.py"), str(DATASET_ID), trainer,
+                          "--steps", str(args.steps), "--device", args.device],
+                         env=env, capture_output=True, text=True)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"step benchmark of {trainer} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def timed_run(args_list, env, log):
+    start = time.perf_counter()
+    pipeline.run(args_list, env, log_file=log, echo=False)
+    return time.perf_counter() - start
+
+
+def quality_and_inference(trainer, env, test_folder, workdir, args, log):
+    train_env = pipeline.nnunet_environment(workdir, {"num_epochs": args.epochs,
+                                                      "num_iterations_per_epoch": args.iterations,
+                                                      "num_val_iterations_per_epoch": 2}, base=env)
+    start = time.perf_counter()
+    pipeline.train(DATASET_ID, CONFIGURATION, 0, trainer, train_env, device=args.device, log_file=log, echo=False)
+    train_s = time.perf_counter() - start
+    predict_s = timed_run(pipeline.nnunet_command("nnUNetv2_predict") + [
+        "-i", str(test_folder / "imagesTr"), "-o", str(workdir / "predict" / trainer), "-d", str(DATASET_ID),
+        "-c", CONFIGURATION, "-tr", trainer, "-f", "0", "-device", args.device, "-npp", "1", "-nps", "1"],
+        train_env, log)
+    evaluation = workdir / "evaluation" / trainer
+    evaluate_s = timed_run([sys.executable, "-m", "nnunet_prism.cli", "evaluate", "-d", str(DATASET_ID), "-c",
+                            CONFIGURATION, "-tr", trainer, "-f", "0", "-i", str(test_folder / "imagesTr"),
+                            "-l", str(test_folder / "labelsTr"), "-o", str(evaluation), "-device", args.device],
+                           train_env, log)
+    from nnunet_prism.evaluation.results import SubsetResults
+    results = SubsetResults.load_json(evaluation / "subsets.json")
+    means = results.subset_means("Dice")  # (15, regions)
+    per_subset = np.nanmean(means, axis=1)
+    worst_index = int(np.nanargmin(per_subset))
+    most_missing = 3  # T2, missing rate 0.8; subsets are ordered unimodal first
+    return {"train_s": train_s, "predict_s": predict_s, "evaluate_15_subsets_s": evaluate_s,
+            "evaluate_over_predict": evaluate_s / predict_s,
+            "mean_dice_15_subsets": float(np.nanmean(per_subset)),
+            "worst_subset": results.subset_names[worst_index], "worst_subset_dice": float(per_subset[worst_index]),
+            "most_missing_alone": results.subset_names[most_missing],
+            "most_missing_alone_dice": float(per_subset[most_missing]),
+            "dice_per_region": dict(zip(results.regions, np.nanmean(means, axis=0).tolist()))}
+
+
+def summary_markdown(report) -> str:
+    lines = [f"Machine: {report['machine']}; device {report['device']}; "
+             f"{report['date']}; command: `{report['command']}`", ""]
+    base = report["step"][BASELINE]
+    lines += ["| trainer | step time | ratio | peak memory | ratio | params | ratio | patch inference | ratio | "
+              "15 subsets / patch |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in report["step"].items():
+        subsets = f"{r['patch_all_subsets_s'] / r['patch_forward_s']:.2f}x" if "patch_all_subsets_s" in r else "–"
+        lines.append(f"| {name} | {r['step_s']:.2f} s | {r['step_s'] / base['step_s']:.2f}x | "
+                     f"{r['peak_memory_mb']:.0f} MB | {r['peak_memory_mb'] / base['peak_memory_mb']:.2f}x | "
+                     f"{r['parameters'] / 1e6:.2f} M | {r['parameters'] / base['parameters']:.2f}x | "
+                     f"{r['patch_forward_s'] * 1000:.0f} ms | {r['patch_forward_s'] / base['patch_forward_s']:.2f}x | "
+                     f"{subsets} |")
+    if report.get("quality"):
+        q = report["quality"]
+        lines += ["", f"Quality after {report['budget']} (same for every trainer), "
+                      f"{report['test_cases']} complete held-out cases; Dice averaged over regions:", "",
+                  "| trainer | mean Dice (15 subsets) | worst subset | most-missing alone | "
+                  "evaluate 15 subsets / nnUNetv2_predict |", "|---|---|---|---|---|"]
+        for name, r in q.items():
+            lines.append(f"| {name} | {r['mean_dice_15_subsets']:.3f} | {r['worst_subset']} {r['worst_subset_dice']:.3f} | "
+                         f"{r['most_missing_alone']} {r['most_missing_alone_dice']:.3f} | "
+                         f"{r['evaluate_over_predict']:.2f}x ({r['evaluate_15_subsets_s']:.0f} s / {r['predict_s']:.0f} s) |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=str(REPO / "benchmarks" / "output"))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--trainers", nargs="+", default=TRAINERS)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--num-cases", type=int, default=16)
+    parser.add_argument("--test-cases", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "benchmark_log.txt"
+    env = pipeline.nnunet_environment(workdir)
+    env["nnUNet_n_proc_DA"] = env.get("nnUNet_n_proc_DA", "0" if args.device == "cpu" else "8")
+    print(f"preparing the synthetic incomplete set in {workdir} ...", flush=True)
+    prepare_synthetic_dataset(workdir, DATASET_ID, env, num_cases=args.num_cases, num_test_cases=0,
+                              log_file=log, echo=False)
+    from dataset_conversion.brats import convert_brats
+    from dataset_conversion.synthetic import generate_synthetic_brats
+    generate_synthetic_brats(workdir / "complete_test", num_cases=args.test_cases, seed=777, prefix="SynHeldOut")
+    test_folder = convert_brats([workdir / "complete_test"], TEST_DATASET_ID, "SynHeldOut",
+                                raw_root=env["nnUNet_raw"], overwrite=True)
+
+    report = {"machine": machine(), "device": args.device, "date": time.strftime("%Y-%m-%d"),
+              "command": "python " + " ".join(sys.argv), "step": {}, "quality": {},
+              "budget": f"{args.epochs} epochs x {args.iterations} iterations", "test_cases": args.test_cases}
+    for trainer in [BASELINE] + args.trainers:
+        print(f"(a) step benchmark: {trainer}", flush=True)
+        report["step"][trainer] = step_benchmark(trainer, env, args)
+    if not args.skip_quality:
+        for trainer in [BASELINE] + args.trainers:
+            print(f"(b, c) train {report['budget']}, predict and evaluate: {trainer}", flush=True)
+            report["quality"][trainer] = quality_and_inference(trainer, env, Path(test_folder), workdir, args, log)
+    (workdir / "results.json").write_text(json.dumps(report, indent=2))
+    summary = summary_markdown(report)
+    (workdir / "summary.md").write_text(summary)
+    print(summary)
+    print(f"written: {workdir / 'results.json'}, {workdir / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()
