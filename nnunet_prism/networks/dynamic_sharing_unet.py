@@ -1,0 +1,147 @@
+"""Dynamic sharing (DS) U-Net: modality-specific encoders, one decoder shared by all modalities and
+applied to each modality separately, fusion by the mean over present modalities at the output.
+
+GMD paper (AAAI 2024, "Dynamic Sharing"): h_m = T(f_m(x_m); theta) (Eq. 1), H_f = F(H) (Eq. 2)
+with F the mean over the present modalities, independent of how many there are; an absent
+modality's h_m is dropped from the mean, never zero-filled. Built from nnU-Net plans (2d,
+3d_fullres; PlainConvUNet and ResidualEncoderUNet) with dynamic_network_architectures' blocks.
+
+Choices (see the class docstring): f_m = the plan's whole encoder per modality, T = the plan's
+UNetDecoder (including its segmentation layers), F = mean of the per-modality logits.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
+from torch import nn
+
+from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
+from nnunet_prism.networks.multi_encoder_unet import default_encoder_width
+from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
+                                                     decoder_interface, read_plan_architecture)
+
+Logits = Union[torch.Tensor, List[torch.Tensor]]
+
+
+def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor) -> Logits:
+    """F(H) of the DS framework (GMD, Eq. 2): mean over present modalities.
+
+    per_modality: (B, M, C, *spatial) or a list of those (deep supervision); modality_mask: (B, M)
+    bool -> (B, C, *spatial) (or a list). Absent modalities are selected away, not zero-filled;
+    a sample with no present modality gets zeros.
+    """
+    if isinstance(per_modality, torch.Tensor):
+        return masked_mean(per_modality.unbind(1), modality_mask)
+    return [masked_mean(t.unbind(1), modality_mask) for t in per_modality]
+
+
+class DynamicSharingUNet(nn.Module):
+    """DS network: M one-channel encoders f_m, one shared UNetDecoder T run on every modality's
+    skips, and the mean of the present modalities' logits.
+
+    * f_m: the plan's encoder (PlainConvEncoder or ResidualEncoder) with one input channel; all
+      encoders output the same widths, so their skips live in one common feature space.
+    * T: the plan's UNetDecoder with deep supervision; it runs once on a batch of M * B (the
+      modalities stacked modality-major), i.e. separately per modality but in one call.
+    * F: mean of the per-modality logits over present modalities. The segmentation layers are
+      1x1 convolutions, so this equals fusing the last features and applying the head once
+      (the official code fuses logits too).
+
+    Choice: T is the decoder and f_m the whole encoder (the official code shares the whole U-Net
+    and keeps only normalisation modality-specific). With T = decoder, GMD needs k gradients
+    through the decoder only, which keeps k = 5 subsets under 3x the cost of one summed loss.
+    ``width`` scales every channel count (default 1/sqrt(M)): the M encoder passes and M decoder
+    passes then cost about one nnU-Net network.
+
+    Normalisation must be per sample (nnU-Net's InstanceNorm); BatchNorm would mix modalities.
+    """
+
+    def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
+                 deep_supervision: bool = True, width: Optional[float] = None):
+        super().__init__()
+        if num_modalities < 1:
+            raise ValueError(f"need at least one modality, got {num_modalities}")
+        self.num_modalities = num_modalities
+        self.width = default_encoder_width(num_modalities) if width is None else float(width)
+        if self.width <= 0:
+            raise ValueError(f"width must be positive, got {width}")
+        self.encoders = nn.ModuleList(build_encoder(arch, 1, self.width) for _ in range(num_modalities))
+        self.decoder = build_decoder(arch, decoder_interface(self.encoders[0], self.encoders[0].output_channels),
+                                     num_classes, deep_supervision)
+
+    def shared_parameters(self) -> List[nn.Parameter]:
+        """theta of the shared backbone T (GMD, Eq. 3): the parameters every modality uses."""
+        return list(self.decoder.parameters())
+
+    def modality_parameters(self) -> List[nn.Parameter]:
+        """Parameters of the modality-specific encoders f_m."""
+        return list(self.encoders.parameters())
+
+    def encode(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """f_m(x_m) for every modality: x (B, M, *spatial) -> per scale (M * B, C_s, *spatial_s),
+        modality-major (rows m*B .. m*B+B-1 belong to modality m), highest resolution first."""
+        if x.shape[1] != self.num_modalities:
+            raise ValueError(f"the network was built for {self.num_modalities} modalities but the input has "
+                             f"{x.shape[1]} channels")
+        per_modality = [encoder(x[:, m:m + 1]) for m, encoder in enumerate(self.encoders)]
+        return [torch.cat(scale) for scale in zip(*per_modality)]
+
+    def decode(self, skips: Sequence[torch.Tensor]) -> Logits:
+        """T applied to every modality: skips from ``encode`` -> per-modality logits
+        (B, M, C, *spatial) (a list over deep-supervision levels, highest resolution first)."""
+        logits = self.decoder(list(skips))
+        batch = skips[0].shape[0] // self.num_modalities
+
+        def per_modality(t: torch.Tensor) -> torch.Tensor:
+            return t.unflatten(0, (self.num_modalities, batch)).transpose(0, 1)
+
+        return per_modality(logits) if isinstance(logits, torch.Tensor) else [per_modality(t) for t in logits]
+
+    def forward_modalities(self, x: torch.Tensor) -> Logits:
+        """Per-modality logits h_m (GMD, Eq. 1) of every modality, present or not."""
+        return self.decode(self.encode(x))
+
+    def forward(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None) -> Logits:
+        """x (B, M, *spatial), modality_mask (B, M) bool or None (all-zero channel = absent) ->
+        fused logits like nnU-Net's networks: list (deep supervision) or (B, C, *spatial)."""
+        mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
+        return fuse_modalities(self.forward_modalities(x), mask)
+
+    def forward_subsets(self, x: torch.Tensor, subset_masks: torch.Tensor,
+                        modality_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Full-resolution logits (B, S, C, *spatial) for each of S subsets (S, M) bool: one
+        encoder and decoder pass, then only the mean differs per subset. Equals
+        ``forward(x, subset mask & modality mask)`` (without deep supervision) for every s."""
+        mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
+        logits = self.forward_modalities(x)
+        full = logits if isinstance(logits, torch.Tensor) else logits[0]
+        subsets = torch.as_tensor(subset_masks, device=x.device).bool()
+        return torch.stack([fuse_modalities(full, s[None] & mask) for s in subsets], dim=1)
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
+        """Feature-map elements stored by the convolutions for one sample of ``input_size``: the
+        M encoders plus M passes of the decoder."""
+        encoders = sum(encoder.compute_conv_feature_map_size(input_size) for encoder in self.encoders)
+        return np.int64(encoders + self.num_modalities * self.decoder.compute_conv_feature_map_size(input_size))
+
+    @staticmethod
+    def initialize(module: nn.Module) -> None:
+        """nnU-Net's initialisation: He for convs; residual blocks start as identity (ResEnc)."""
+        InitWeights_He(1e-2)(module)
+        init_last_bn_before_add_to_0(module)
+
+
+def build_dynamic_sharing_unet(arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import: Sequence[str],
+                               num_input_channels: int, num_output_channels: int,
+                               enable_deep_supervision: bool = True,
+                               width: Optional[float] = None) -> DynamicSharingUNet:
+    """DynamicSharingUNet from a configuration's plans (arguments as nnU-Net's
+    ``ConfigurationManager`` gives them), one modality per input channel, initialised like
+    nnU-Net's networks. Raises ValueError for an unsupported architecture."""
+    arch = read_plan_architecture(arch_class_name, arch_kwargs, arch_kwargs_req_import)
+    network = DynamicSharingUNet(arch, num_input_channels, num_output_channels, enable_deep_supervision, width)
+    network.apply(network.initialize)
+    return network

@@ -1,0 +1,101 @@
+"""The backward pass of GMD on a dynamic sharing network: per-subset gradients of the shared
+parameters from one forward pass, reduced over DDP ranks, decoupled (Eq. 8), combined (Eq. 9)
+and written to ``.grad``; modality-specific parameters get the summed gradient.
+
+Cost: one autograd pass through the shared decoder per subset (the forward and the encoders'
+backward happen once): ``torch.autograd.grad(L_j, theta + skips, retain_graph=True)`` gives
+G_j and dL_j/dskips; the summed skip gradients then go through the encoders in one pass.
+
+GradScaler: every L_j is multiplied by the same scale s; gradients are divided by s before
+the reduction and the projection and multiplied by s again when written, so the caller's
+``scaler.unscale_`` / ``scaler.step`` see ordinary scaled gradients (s is a power of two: exact).
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from torch import distributed as dist
+
+from nnunet_prism.training.distributed import is_distributed
+from nnunet_prism.training.gradient_decoupling import (ConflictStatistics, combine, conflict_statistics,
+                                                       project_conflicting)
+
+
+def average_over_ranks(flat: torch.Tensor) -> torch.Tensor:
+    """In-place mean of ``flat`` over all DDP ranks (what DDP does to gradients); no-op alone."""
+    if is_distributed():
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= dist.get_world_size()
+    return flat
+
+
+def _flat(tensors: Sequence[Optional[torch.Tensor]], like: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1).float()
+                      for t, p in zip(tensors, like)])
+
+
+def _write_grads(params: Sequence[torch.nn.Parameter], flat: torch.Tensor) -> None:
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype).clone()
+        offset += n
+
+
+def gmd_backward(shared: Sequence[torch.nn.Parameter], specific: Sequence[torch.nn.Parameter],
+                 skips: Sequence[torch.Tensor], losses: Sequence[Optional[torch.Tensor]], scale: float = 1.0,
+                 reduction: str = "sum", generator: Optional[torch.Generator] = None,
+                 reduce: Callable[[torch.Tensor], torch.Tensor] = average_over_ranks,
+                 ) -> Optional[ConflictStatistics]:
+    """Set ``.grad`` of ``shared`` (theta: the GMD update) and ``specific`` (encoders: summed).
+
+    shared: parameters every subset uses; specific: the rest, reached through ``skips`` (the
+    encoder outputs the shared decoder consumed); losses: one scalar per sampled subset, None
+    where this rank has no sample for it. Rows of subsets without a gradient on any rank are
+    left out of the projection. Returns the conflict statistics (None with fewer than two
+    subsets or non-finite gradients, which the GradScaler then skips), or raises nothing.
+    """
+    num_shared = sum(p.numel() for p in shared)
+    grads = torch.zeros(len(losses), num_shared, device=skips[0].device)
+    skip_grads: List[Optional[torch.Tensor]] = [None] * len(skips)
+    present = [j for j, loss in enumerate(losses) if loss is not None]
+    for n, j in enumerate(present):
+        out = torch.autograd.grad(losses[j] * scale, [*shared, *skips], retain_graph=n < len(present) - 1,
+                                  allow_unused=True)
+        grads[j] = _flat(out[:len(shared)], shared) / scale
+        skip_grads = [g if acc is None else (acc if g is None else acc + g)
+                      for acc, g in zip(skip_grads, out[len(shared):])]
+    pairs = [(s, g) for s, g in zip(skips, skip_grads) if g is not None]
+    specific_grads: List[Optional[torch.Tensor]] = [None] * len(specific)
+    if pairs:
+        specific_grads = list(torch.autograd.grad([s for s, _ in pairs], list(specific),
+                                                  grad_outputs=[g for _, g in pairs], allow_unused=True))
+    flat = torch.cat([grads.reshape(-1), _flat(specific_grads, specific) / scale])
+    flat = reduce(flat)
+    grads, specific_flat = flat[:grads.numel()].view_as(grads), flat[grads.numel():]
+
+    rows = grads[grads.abs().sum(dim=1) > 0]  # subsets with a gradient on some rank
+    finite = bool(torch.isfinite(flat).all())
+    stats = None
+    if rows.shape[0] >= 2 and finite:
+        corrected = project_conflicting(rows, generator=generator)
+        stats = conflict_statistics(rows, corrected)
+    else:
+        corrected = rows
+    update = combine(corrected, reduction) if rows.shape[0] else grads.new_zeros(num_shared)
+    _write_grads(shared, update * scale)
+    _write_grads(specific, specific_flat * scale)
+    return stats
+
+
+def summed_backward(params: Sequence[torch.nn.Parameter], losses: Sequence[Optional[torch.Tensor]],
+                    scale: float = 1.0,
+                    reduce: Callable[[torch.Tensor], torch.Tensor] = average_over_ranks) -> None:
+    """DS without GMD: one backward of sum_j L_j, gradients averaged over ranks, into ``.grad``."""
+    present = [loss for loss in losses if loss is not None]
+    if present:
+        grads = torch.autograd.grad(torch.stack(present).sum() * scale, list(params), allow_unused=True)
+    else:
+        grads = [None] * len(params)
+    _write_grads(params, reduce(_flat(grads, params)))
