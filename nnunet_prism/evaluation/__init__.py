@@ -12,7 +12,8 @@ _EXPORTS = {
                 "evaluate_folder", "short_name"],
     "results": ["SubsetResults", "write_csv", "write_per_case_csv", "write_markdown", "write_latex",
                 "write_all", "comparison_text", "print_comparison"],
-    "plots": ["plot_subset_heatmap"],
+    "plots": ["plot_subset_heatmap", "plot_heatmap"],
+    "comparison": ["TrainerComparison", "write_comparison"],
     "published": ["PublishedResult", "load_published"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -6,7 +6,7 @@ headless and does not disturb a caller's matplotlib state.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -18,19 +18,31 @@ def plot_subset_heatmap(results: SubsetResults, path, metric: str = "Dice", titl
     """Write a subsets x regions heatmap of the per-subset mean ``metric`` (Dice in %, HD95 in
     mm) with the values written in the cells and subset names as y tick labels; an "Average" row
     at the bottom if ``with_average``. Better is brighter for both metrics. Returns the path."""
+    values = results.subset_means(metric)
+    labels = list(results.subset_names)
+    if with_average:
+        values = np.vstack([values, results.average(metric)[None]])
+        labels.append("Average")
+    return plot_heatmap(values, labels, list(results.regions), path, metric, title, separate_last_row=with_average,
+                        dpi=dpi)
+
+
+def plot_heatmap(values: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], path,
+                 metric: str = "Dice", title: Optional[str] = None, separate_last_row: bool = False,
+                 dpi: int = 120) -> Path:
+    """Heatmap of raw metric ``values`` (rows x columns; Dice in [0, 1], shown in %) with the
+    values in the cells; NaN cells grey and marked n/a; a white line above the last row if
+    ``separate_last_row`` (an average). Returns the path."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     scale, unit = DISPLAY.get(metric, (1.0, ""))
-    values = results.subset_means(metric) * scale
-    labels = list(results.subset_names)
-    if with_average:
-        values = np.vstack([values, results.average(metric)[None] * scale])
-        labels.append("Average")
+    values = np.asarray(values, dtype=float) * scale
+    labels = list(row_labels)
     n_rows, n_cols = values.shape
-
-    fig = Figure(figsize=(1.6 + 1.1 * n_cols + 0.09 * max(len(l) for l in labels), 0.9 + 0.36 * n_rows))
+    column_width = max(1.1, 0.085 * max(len(c) for c in column_labels))
+    fig = Figure(figsize=(1.6 + column_width * n_cols + 0.09 * max(len(l) for l in labels), 0.9 + 0.36 * n_rows))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     cmap = colormaps["viridis" if HIGHER_IS_BETTER.get(metric, False) else "viridis_r"].with_extremes(bad="lightgrey")
@@ -50,10 +62,10 @@ def plot_subset_heatmap(results: SubsetResults, path, metric: str = "Dice", titl
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="black" if shade > 0.5 else "white")
     ax.set_xticks(range(n_cols))
-    ax.set_xticklabels(results.regions)
+    ax.set_xticklabels(column_labels, fontsize=8 if column_width > 1.1 else None)
     ax.set_yticks(range(n_rows))
     ax.set_yticklabels(labels, fontsize=8)
-    if with_average:
+    if separate_last_row:
         ax.axhline(n_rows - 1.5, color="white", linewidth=2)
     ax.set_title(title or (f"{metric} ({unit}) per modality subset" if unit else f"{metric} per modality subset"))
     fig.colorbar(image, ax=ax, label=f"{metric} ({unit})" if unit else metric)
