@@ -20,16 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nnunet_prism import pipeline  # noqa: E402
-from nnunet_prism.synthetic_dataset import prepare_synthetic_dataset  # noqa: E402
+from nnunet_prism.synthetic_dataset import prepare_complete_test_set, prepare_synthetic_dataset  # noqa: E402
 
 BASELINE = "nnUNetTrainer"
-TRAINERS = ["nnUNetTrainerModalityDropout", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM"]
+TRAINERS = ["nnUNetTrainerModalityDropout", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM",
+            "nnUNetTrainerGMD", "nnUNetTrainerShaSpec"]
 DATASET_ID, TEST_DATASET_ID = 981, 982
 CONFIGURATION = "3d_fullres"
 
@@ -74,19 +73,25 @@ def quality_and_inference(trainer, env, test_folder, workdir, args, log):
                             CONFIGURATION, "-tr", trainer, "-f", "0", "-i", str(test_folder / "imagesTr"),
                             "-l", str(test_folder / "labelsTr"), "-o", str(evaluation), "-device", args.device],
                            train_env, log)
-    from nnunet_prism.evaluation.results import SubsetResults
-    results = SubsetResults.load_json(evaluation / "subsets.json")
-    means = results.subset_means("Dice")  # (15, regions)
-    per_subset = np.nanmean(means, axis=1)
-    worst_index = int(np.nanargmin(per_subset))
-    most_missing = 3  # T2, missing rate 0.8; subsets are ordered unimodal first
     return {"train_s": train_s, "predict_s": predict_s, "evaluate_15_subsets_s": evaluate_s,
-            "evaluate_over_predict": evaluate_s / predict_s,
-            "mean_dice_15_subsets": float(np.nanmean(per_subset)),
-            "worst_subset": results.subset_names[worst_index], "worst_subset_dice": float(per_subset[worst_index]),
-            "most_missing_alone": results.subset_names[most_missing],
-            "most_missing_alone_dice": float(per_subset[most_missing]),
-            "dice_per_region": dict(zip(results.regions, np.nanmean(means, axis=0).tolist()))}
+            "evaluate_over_predict": evaluate_s / predict_s}
+
+
+def add_quality(report, evaluations, workdir) -> None:
+    """Mean and worst Dice over the 15 subsets and the most-missing modality alone, per trainer,
+    from one side-by-side comparison (also written as comparison.md/.csv/_dice.png)."""
+    from nnunet_prism.evaluation.comparison import TrainerComparison, write_comparison
+    from nnunet_prism.evaluation.results import SubsetResults
+
+    comparison = TrainerComparison.from_results({t: SubsetResults.load_json(folder / "subsets.json")
+                                                 for t, folder in evaluations.items()})
+    write_comparison(comparison, workdir, title=f"Dice (%) per modality subset after {report['budget']}")
+    most_missing = comparison.modalities[-1]  # T2, missing rate 0.8
+    for trainer, summary in comparison.summary().items():
+        report["quality"][trainer].update({
+            "mean_dice_15_subsets": summary["mean_dice"], "worst_subset": summary["worst_subset"],
+            "worst_subset_dice": summary["worst_dice"], "most_missing_alone": most_missing,
+            "most_missing_alone_dice": summary["dice_per_subset"][most_missing]})
 
 
 def summary_markdown(report) -> str:
@@ -136,11 +141,7 @@ def main():
     print(f"preparing the synthetic incomplete set in {workdir} ...", flush=True)
     prepare_synthetic_dataset(workdir, DATASET_ID, env, num_cases=args.num_cases, num_test_cases=0,
                               log_file=log, echo=False)
-    from dataset_conversion.brats import convert_brats
-    from dataset_conversion.synthetic import generate_synthetic_brats
-    generate_synthetic_brats(workdir / "complete_test", num_cases=args.test_cases, seed=777, prefix="SynHeldOut")
-    test_folder = convert_brats([workdir / "complete_test"], TEST_DATASET_ID, "SynHeldOut",
-                                raw_root=env["nnUNet_raw"], overwrite=True)
+    test_folder = prepare_complete_test_set(workdir, TEST_DATASET_ID, env, num_cases=args.test_cases)
 
     report = {"machine": machine(), "device": args.device, "date": time.strftime("%Y-%m-%d"),
               "command": "python " + " ".join(sys.argv), "step": {}, "quality": {},
@@ -152,6 +153,7 @@ def main():
         for trainer in [BASELINE] + args.trainers:
             print(f"(b, c) train {report['budget']}, predict and evaluate: {trainer}", flush=True)
             report["quality"][trainer] = quality_and_inference(trainer, env, Path(test_folder), workdir, args, log)
+        add_quality(report, {t: workdir / "evaluation" / t for t in report["quality"]}, workdir)
     (workdir / "results.json").write_text(json.dumps(report, indent=2))
     summary = summary_markdown(report)
     (workdir / "summary.md").write_text(summary)

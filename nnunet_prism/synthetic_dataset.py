@@ -36,3 +36,19 @@ def prepare_synthetic_dataset(workdir: Path, dataset_id: int, env: Mapping[str, 
     pipeline.plan_and_preprocess(dataset_id, plan_env, configurations=("3d_fullres",), log_file=log_file,
                                  echo=echo)
     return Path(folder)
+
+
+def prepare_complete_test_set(workdir: Path, dataset_id: int, env: Mapping[str, str], num_cases: int = 4,
+                              shape: Sequence[int] = (48, 48, 48), seed: int = 777, label_based: bool = False,
+                              name: str = "SynHeldOut") -> Path:
+    """Held-out labelled cases with every modality present, converted (no planning needed) into
+    ``nnUNet_raw/DatasetXXX_<name>``: what ``nnunet_prism evaluate -i imagesTr -l labelsTr``
+    scores every modality subset on. Returns the raw dataset folder."""
+    from dataset_conversion.brats import convert_brats
+    from dataset_conversion.synthetic import generate_synthetic_brats
+
+    source = Path(workdir) / "synthetic_brats_heldout"
+    shutil.rmtree(source, ignore_errors=True)
+    generate_synthetic_brats(source, num_cases=num_cases, shape=tuple(shape), seed=seed, prefix=name)
+    return Path(convert_brats([source], dataset_id, name, raw_root=env["nnUNet_raw"], label_based=label_based,
+                              overwrite=True))
