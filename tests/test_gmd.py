@@ -257,7 +257,8 @@ def _worker(rank, init_file, results):
 
 def test_two_gloo_ranks_average_subset_gradients_before_projection(tmp_path):
     results = mp.Manager().dict()
-    mp.spawn(_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True)
+    # fork: the workers inherit the imported modules (spawn would re-import torch and nnU-Net)
+    mp.start_processes(_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True, start_method="fork")
     captured = {}
     _rank_gradients(0, reduce=lambda flat: captured.setdefault("rank0", flat.clone()))
     shared, specific, stats = _rank_gradients(1, reduce=lambda flat: (flat + captured["rank0"]) / 2)
