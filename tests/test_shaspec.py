@@ -165,3 +165,39 @@ def test_parse_subset_errors_name_the_problem():
         parse_subset("FLAIR+T1ce", names)
     with pytest.raises(HyperparameterError, match="fixed_subset"):
         parse_subset("+", names)
+
+
+def regime_trainer(fixed_subset, availability):
+    """The trainer's mask logic without nnU-Net's set-up: availability (B, M) as recorded."""
+    trainer = object.__new__(nnUNetTrainerShaSpec)
+    trainer.device, trainer.modality_dropout = torch.device("cpu"), 0.5
+    trainer.subset_mask = None if fixed_subset is None else parse_subset(fixed_subset, ["FLAIR", "T1", "T1c", "T2"])
+    trainer.case_availability = lambda keys: availability[:len(keys)].clone()
+    return trainer
+
+
+AVAILABLE = torch.tensor([[True, True, True, True], [False, True, False, True], [False, False, True, True]])
+
+
+def test_dedicated_regime_uses_exactly_the_subset_and_leaves_out_samples_without_it():
+    trainer = regime_trainer("FLAIR+T1c", AVAILABLE)
+    mask = trainer.step_mask(["a", "b", "c"], training=True)
+    assert mask.tolist() == [[True, False, True, False], [False] * 4, [False, False, True, False]]
+    data, target = torch.randn(3, M, 2, 2), [torch.randn(3, 1, 2, 2), torch.randn(3, 1, 1, 1)]
+    kept, kept_target, kept_mask, weight = trainer.usable_batch(data, target, mask, ["a", "b", "c"])
+    assert weight == 1.0 and kept.shape[0] == 2 and [t.shape[0] for t in kept_target] == [2, 2]
+    torch.testing.assert_close(kept, data[[0, 2]])
+    assert kept_mask.tolist() == [[True, False, True, False], [False, False, True, False]]
+    # a batch with no sample of the subset: a zero-weighted step on the recorded availability
+    _, _, fallback, weight = trainer.usable_batch(data[1:2], [t[1:2] for t in target], mask[1:2], ["b"])
+    assert weight == 0.0 and fallback.tolist() == AVAILABLE[:1].tolist(), "the stub's recorded availability"
+
+
+def test_all_subsets_regime_drops_modalities_at_random_within_availability():
+    trainer = regime_trainer(None, AVAILABLE)
+    trainer.training_modality_mask = lambda keys: nnUNetTrainerShaSpec.training_modality_mask(trainer, keys)
+    torch.manual_seed(0)
+    masks = [trainer.step_mask(["a", "b", "c"], training=True) for _ in range(200)]
+    assert all(bool((m & ~AVAILABLE).any()) is False and bool(m.any(dim=1).all()) for m in masks)
+    assert len({tuple(m[0].tolist()) for m in masks}) == 15, "a complete case sees every subset"
+    assert trainer.step_mask(["a", "b", "c"], training=False).tolist() == AVAILABLE.tolist(), "no dropout in validation"
