@@ -145,7 +145,7 @@ def test_metrics():
     rows = [{"present": (0,), "missing": (1,), "method": m, "psnr": p, "ssim": 0.5, "modality": 1, "case": "a"}
             for m, p in (("M2DN", 20.0), ("zero fill", 10.0), ("mean of present", 12.0))]
     table = summarise(rows, ["A", "B"])
-    assert table[0]["present"] == "A" and table[0]["missing"] == "B" and table[0]["PSNR M2DN"] == 20.0
+    assert table[0]["present"] == "A" and table[0]["missing (scored)"] == "B" and table[0]["PSNR M2DN"] == 20.0
     assert table[-1]["present"] == "average"
 
 

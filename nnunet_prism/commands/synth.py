@@ -56,7 +56,11 @@ def _checkpoint(args):
 
     from nnunet_prism.synthesis.training import find_checkpoint, fold_folder
 
-    folder = fold_folder(maybe_convert_to_dataset_name(args.dataset), args.fold, args.plans)
+    try:
+        name = maybe_convert_to_dataset_name(args.dataset)
+    except RuntimeError:
+        raise FileNotFoundError(f"dataset '{args.dataset}' is not in nnUNet_raw/nnUNet_preprocessed/nnUNet_results") from None
+    folder = fold_folder(name, args.fold, args.plans)
     return find_checkpoint(folder, args.checkpoint)
 
 
@@ -88,11 +92,13 @@ def run_evaluate(args):
 
     checkpoint = _checkpoint(args)
     network, diffusion, config = load_model(checkpoint, args.device)
-    held_out = config["held_out"][: args.max_cases] if args.max_cases else config["held_out"]
-    if not held_out:
+    if not config["held_out"]:
         raise ModalityError(f"{checkpoint} was trained on fold {config['fold']}, which holds no cases out")
     pre = open_preprocessed(config["dataset_name"], config["configuration"], config["plans_identifier"])
-    reader = CaseReader(pre, held_out)
+    reader = CaseReader(pre, config["held_out"])
+    held_out = [c for c in config["held_out"] if reader.availability(c).sum() >= 2][: args.max_cases or None]
+    if not held_out:
+        raise ModalityError(f"no held-out case of fold {config['fold']} has two or more modalities to score")
     rows = evaluate_cases(network, diffusion, reader, held_out, args.steps, args.seed, args.device, args.batch_size)
     table = summarise(rows, config["modalities"])
     output = Path(args.output) if args.output else checkpoint.parent / "synthesis_evaluation"

@@ -86,7 +86,7 @@ def summarise(rows: Sequence[Mapping], modality_names: Sequence[str]) -> List[di
     order = {s: i for i, s in enumerate(all_subsets(len(modality_names)))}
     table = []
     for (present, missing), by_method in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
-        row = {"present": subset_name(present, modality_names), "missing": subset_name(missing, modality_names),
+        row = {"present": subset_name(present, modality_names), "missing (scored)": subset_name(missing, modality_names),
                "n": len(next(iter(by_method.values())))}
         for method in METHODS:
             values = np.array(by_method.get(method, [(np.nan, np.nan)]))
@@ -94,7 +94,7 @@ def summarise(rows: Sequence[Mapping], modality_names: Sequence[str]) -> List[di
             row[f"SSIM {method}"] = float(np.nanmean(values[:, 1]))
         table.append(row)
     if table:
-        avg = {"present": "average", "missing": "", "n": sum(r["n"] for r in table)}
+        avg = {"present": "average", "missing (scored)": "", "n": sum(r["n"] for r in table)}
         for key in table[0]:
             if key.startswith(("PSNR", "SSIM")):
                 avg[key] = float(np.nanmean([r[key] for r in table]))
@@ -107,7 +107,7 @@ def write_tables(table: Sequence[Mapping], rows: Sequence[Mapping], output: Path
     output.mkdir(parents=True, exist_ok=True)
     files = {"csv": output / "synthesis_metrics.csv", "md": output / "synthesis_metrics.md",
              "json": output / "synthesis_metrics_cases.json"}
-    keys = list(table[0]) if table else ["present", "missing", "n"]
+    keys = list(table[0]) if table else ["present", "missing (scored)", "n"]
     with open(files["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()

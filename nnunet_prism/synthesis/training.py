@@ -81,6 +81,12 @@ class M2DNTrainer:
                  preprocessed_root=None, results_root=None):
         self.options = options or TrainingOptions()
         self.device = torch.device(device)
+        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+        try:
+            maybe_convert_to_dataset_name(dataset)
+        except RuntimeError:
+            raise FileNotFoundError(f"dataset '{dataset}' is not in nnUNet_raw/nnUNet_preprocessed") from None
         self.pre = open_preprocessed(dataset, configuration, plans_identifier, preprocessed_root)
         self.fold = fold
         train_ids, self.held_out = fold_split(self.pre, fold)
@@ -196,8 +202,9 @@ class M2DNTrainer:
         self._prepare_folder()
         if resume:
             try:
-                path = find_checkpoint(self.output_folder, None)
-            except FileNotFoundError:
+                path = next(p for p in (self.output_folder / "checkpoint_latest.pth",
+                                        self.output_folder / "checkpoint_final.pth") if p.is_file())
+            except StopIteration:
                 self.log("--c: no checkpoint yet, starting from scratch")
             else:
                 self.load_checkpoint(path)
