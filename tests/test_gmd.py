@@ -12,7 +12,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
-from nnunet_prism.training.gmd_backward import gmd_backward, summed_backward
+from nnunet_prism.training.gmd_backward import gmd_backward, loss_scale, summed_backward
 from nnunet_prism.training.gradient_decoupling import (SubsetSampler, combine, conflict_statistics, eq9_pair,
                                                        pairwise_cosine, project_conflicting, summarise_statistics)
 
@@ -214,6 +214,45 @@ def test_one_forward_gmd_equals_decoupled_separate_backward_passes():
     out = network.forward_modalities(x)
     summed_backward(list(network.parameters()), [subset_loss(out, target, mask, s, nnunet_loss()) for s in subsets])
     assert torch.allclose(grads_of(network.shared_parameters()), g.sum(0), atol=1e-5, rtol=1e-4)
+
+
+def test_grad_scaler_sees_one_consistent_scale_and_skips_non_finite_steps():
+    """The AMP path on the CPU's GradScaler: subset gradients are unscaled before the projection
+    and rescaled when written, so unscale_ gives the unscaled GMD gradients; an inf loss makes
+    the scaler skip the step and back off, as in nnU-Net's own steps."""
+    x, target = make_batch(4)
+    mask = torch.ones(2, M, dtype=torch.bool)
+    subsets = torch.tensor([[True, False, False, False], [False, True, False, True], [True, True, True, True]])
+    generator = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    shared_ref, specific_ref, _ = _gmd_gradients(subsets, x, target, mask, nnunet_loss(), generator=generator())
+
+    network = make_network()
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
+    skips = network.encode(x)
+    out = network.decode(skips)
+    losses = [subset_loss(out, target, mask, s, nnunet_loss()) for s in subsets]
+    gmd_backward(network.shared_parameters(), network.modality_parameters(), skips, losses,
+                 scale=loss_scale(scaler, x.device), generator=generator())
+    scaler.unscale_(optimizer)
+    assert torch.allclose(grads_of(network.shared_parameters()), shared_ref, atol=1e-6)
+    assert torch.allclose(grads_of(network.modality_parameters()), specific_ref, atol=1e-6)
+    scaler.step(optimizer)
+    scaler.update()
+
+    before = [p.detach().clone() for p in network.parameters()]
+    skips = network.encode(x)
+    out = network.decode(skips)
+    losses = [subset_loss(out, target, mask, s, nnunet_loss()) for s in subsets]
+    losses[1] = losses[1] * float("inf")
+    stats = gmd_backward(network.shared_parameters(), network.modality_parameters(), skips, losses,
+                         scale=loss_scale(scaler, x.device))
+    assert stats is None, "no statistics from non-finite gradients"
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
+    assert all(torch.equal(a, b) for a, b in zip(before, network.parameters())), "step skipped"
+    assert scaler.get_scale() == 2.0 ** 11
 
 
 def test_subset_without_samples_is_left_out():

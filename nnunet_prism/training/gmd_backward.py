@@ -30,6 +30,15 @@ def average_over_ranks(flat: torch.Tensor) -> torch.Tensor:
     return flat
 
 
+def loss_scale(grad_scaler, device) -> float:
+    """The GradScaler's current scale s (1.0 without a scaler). Goes through ``scaler.scale``,
+    which creates the scale tensor on first use; ``get_scale()`` alone would leave it unset and
+    ``unscale_`` would then refuse to run."""
+    if grad_scaler is None:
+        return 1.0
+    return float(grad_scaler.scale(torch.ones((), device=device)))
+
+
 def _flat(tensors: Sequence[Optional[torch.Tensor]], like: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1).float()
                       for t, p in zip(tensors, like)])

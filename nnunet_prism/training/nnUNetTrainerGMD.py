@@ -16,7 +16,7 @@ import torch
 
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
 from nnunet_prism.training.base import nnUNetTrainerPrismBase
-from nnunet_prism.training.gmd_backward import gmd_backward, summed_backward
+from nnunet_prism.training.gmd_backward import gmd_backward, loss_scale, summed_backward
 from nnunet_prism.training.gradient_decoupling import SubsetSampler, summarise_statistics
 from nnunet_prism.training.modality_masking import zero_absent_channels
 
@@ -117,7 +117,7 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
         with self.autocast():
             skips = network.encode(data)
             losses = self.subset_losses(network.decode(skips), target, mask, subsets)
-        scale = float(self.grad_scaler.get_scale()) if self.grad_scaler is not None else 1.0
+        scale = loss_scale(self.grad_scaler, self.device)
         stats = None
         if self.gradient_mode == "gmd":
             stats = gmd_backward(network.shared_parameters(), network.modality_parameters(), skips, losses,
