@@ -138,7 +138,7 @@ def test_prism_cch_mask_reading_and_errors(tmp_path):
     from nnunet_prism.training.nnUNetTrainerPRISM import nnUNetTrainerPRISM
 
     table = tmp_path / "t.csv"
-    table.write_text("student,teacher,cch\nA,fused,True\nA,B,False\nB,fused,False\nB,A,True\n")
+    table.write_text("student,teacher,cch\nA,fused,True\nA,B,False\nB,fused,False\nB,A,True\nC,fused,\n")
     trainer = object.__new__(nnUNetTrainerPRISM)
     trainer.dataset_json = {"channel_names": {"0": "A", "1": "B"}}
     trainer.device = torch.device("cpu")
@@ -146,10 +146,11 @@ def test_prism_cch_mask_reading_and_errors(tmp_path):
     assert trainer.cch_students.tolist() == [1.0, 0.0]
     trainer._cch_students, trainer.cch_table = None, ""
     assert trainer.cch_students.tolist() == [1.0, 1.0]
+    assert read_student_mask(table, ["C", "B"]).tolist() == [True, False], "not estimable: keep distilling"
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_student_mask(tmp_path / "missing.csv", ["A"])
-    with pytest.raises(CCHTableError, match=r"\['C'\]"):
-        read_student_mask(table, ["A", "C"])
+    with pytest.raises(CCHTableError, match=r"\['D'\]"):
+        read_student_mask(table, ["A", "D"])
     (tmp_path / "bad.csv").write_text("student,teacher\nA,fused\n")
     with pytest.raises(CCHTableError, match="column"):
         read_student_mask(tmp_path / "bad.csv", ["A"])

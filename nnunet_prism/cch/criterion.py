@@ -66,7 +66,7 @@ def cch_table(reps: VoxelRepresentations, estimator: str = "ksg", options: Optio
             row = {"student": student, "teacher": teacher, "n_samples": int(picked.size)}
             if picked.size < min_samples or np.unique(reps.labels[picked]).size < 2:
                 rows.append({**row, "I_teacher_student": np.nan, "I_student_label": np.nan,
-                             "I_teacher_label": np.nan, "margin": np.nan, "cch": False, "recommended": False})
+                             "I_teacher_label": np.nan, "margin": np.nan, "cch": None, "recommended": False})
                 continue
             h_s = reps.unimodal[picked, s]
             h_t = reps.fused[picked] if t < 0 else reps.unimodal[picked, t]
@@ -90,7 +90,8 @@ def write_table(rows: List[dict], path: Path) -> Path:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in COLUMNS})
+            writer.writerow({k: ("" if r[k] is None else f"{r[k]:.6f}" if isinstance(r[k], float) else r[k])
+                             for k in COLUMNS})
     return path
 
 
@@ -100,12 +101,15 @@ def format_table(rows: List[dict]) -> str:
              "-" * 68]
     for r in rows:
         values = "".join(f"{r[k]:>9.3f}" for k in ("I_teacher_student", "I_student_label", "I_teacher_label", "margin"))
-        mark = ("yes" if r["cch"] else "no") + (" *recommended" if r["recommended"] else "")
+        mark = {True: "yes", False: "no", None: "n/a"}[r["cch"]] + (" *recommended" if r["recommended"] else "")
         lines.append(f"{r['student']:<10}{r['teacher']:<10}{r['n_samples']:>6}{values}  {mark}")
     lines.append("")
     for student in dict.fromkeys(r["student"] for r in rows):
-        best = [r["teacher"] for r in rows if r["student"] == student and r["recommended"]]
-        lines.append(f"recommended teacher for {student}: {best[0] if best else 'none (CCH fails for every teacher)'}")
+        mine = [r for r in rows if r["student"] == student]
+        best = [r["teacher"] for r in mine if r["recommended"]]
+        reason = ("none (CCH fails for every teacher)" if any(r["cch"] is not None for r in mine)
+                  else "not estimable (too few sampled voxels with this modality present)")
+        lines.append(f"recommended teacher for {student}: {best[0] if best else reason}")
     return "\n".join(lines)
 
 
@@ -114,6 +118,7 @@ def plot_table(rows: List[dict], path: Path, title: str = "") -> Path:
     recommended teacher boxed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     students = list(dict.fromkeys(r["student"] for r in rows))
     teachers = [FUSED] + students
@@ -131,8 +136,7 @@ def plot_table(rows: List[dict], path: Path, title: str = "") -> Path:
         text = "n/a" if not np.isfinite(r["margin"]) else f"{r['margin']:+.2f}" + ("\nCCH" if r["cch"] else "")
         ax.text(j, i, text, ha="center", va="center", fontsize=8)
         if r["recommended"]:
-            ax.add_patch(__import__("matplotlib.patches", fromlist=["Rectangle"]).Rectangle(
-                (j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec="black"))
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec="black"))
     ax.set_xticks(range(len(teachers)), teachers)
     ax.set_yticks(range(len(students)), students)
     ax.set_xlabel("teacher T")
@@ -147,6 +151,8 @@ def plot_table(rows: List[dict], path: Path, title: str = "") -> Path:
 
 def read_student_mask(path, modality_names: Sequence[str], teacher: str = FUSED) -> np.ndarray:
     """(M,) bool from a saved CCH CSV: True where the CCH holds for ``teacher`` -> student m.
+    An empty ``cch`` cell (pair not estimable, e.g. the modality was absent from every sampled
+    case) gives True: without evidence the student keeps PRISM's default distillation.
 
     Raises FileNotFoundError / CCHTableError naming the file when it is absent, lacks the columns,
     or has no row for a modality.
@@ -163,10 +169,10 @@ def read_student_mask(path, modality_names: Sequence[str], teacher: str = FUSED)
         for row in reader:
             if row["teacher"] == teacher:
                 value = row["cch"].strip().lower()
-                if value not in ("true", "false", "1", "0"):
+                if value not in ("true", "false", "1", "0", ""):
                     raise CCHTableError(f"CCH table {path}: cch value {row['cch']!r} for student "
                                         f"{row['student']} is not True/False")
-                found[row["student"]] = value in ("true", "1")
+                found[row["student"]] = value in ("true", "1", "")
     absent = [m for m in modality_names if m not in found]
     if absent:
         raise CCHTableError(f"CCH table {path} has no row with teacher '{teacher}' for modality(ies) {absent}")

@@ -267,7 +267,11 @@ def write_outputs(rows: List[dict], config: ExperimentConfig, output: Path) -> D
     errors = estimator_errors(rows)
     agree = sum(r["cch_agrees"] for r in rows)
     text = [f"# CCH, {title}", "", markdown_table(rows), "",
-            f"CCH agrees with the sign of the closed-form risk change in {agree}/{len(rows)} rows.",
+            f"CCH agrees with the sign of the closed-form risk change in {agree}/{len(rows)} rows; per lambda: "
+            + ", ".join(f"{lam:g}: {sum(r['cch_agrees'] for r in rows if r['lambda'] == lam)}/"
+                        f"{sum(r['lambda'] == lam for r in rows)}" for lam in dict.fromkeys(r["lambda"] for r in rows))
+            + ". With label_share = 0 the closed form gives: KD helps iff tau^2 < sigma^2 (1 + 2/lambda); "
+              "CCH iff tau^2 < sigma^2.",
             "Max abs estimator error vs closed form (nats): "
             + ", ".join(f"{k}: {v:.4f}" for k, v in errors.items()), "",
             f"config: {asdict(config)}"]
