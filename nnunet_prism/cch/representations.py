@@ -110,7 +110,8 @@ def extract_representations(network, preprocessed_folder: Path, case_names: Sequ
     parts = {"fused": [], "unimodal": [], "labels": [], "availability": [], "case_index": []}
     for ci, name in enumerate(case_names):
         data, seg, _, _ = dataset.load_case(name)
-        data, seg = pad_to(np.asarray(data, dtype=np.float32), patch_size, 0.0), pad_to(np.asarray(seg)[0], patch_size, -1)
+        data = pad_to(np.asarray(data, dtype=np.float32), patch_size, 0.0)
+        seg = pad_to(np.asarray(seg)[0], patch_size, -1)
         if not availability[ci].any():
             raise ValueError(f"case '{name}' has no available modality")
         mask = torch.as_tensor(availability[ci][None], device=device)
