@@ -107,6 +107,7 @@ def test_ddim_sampler_keeps_present_channels_and_is_seeded():
     net = M2DNet(3, **SMALL).eval()
     diffusion = MaskedDiffusion(1000)
     assert diffusion.timesteps(10)[0] == 999 and diffusion.timesteps(10)[-1] == 0 and len(diffusion.timesteps(10)) == 10
+    assert diffusion.timesteps(1) == [999]
     x = torch.randn(2, 3, 12, 12)
     present = torch.tensor([[True, False, False], [False, True, True]])
     a = diffusion.sample(net, x, present, num_steps=4, seed=7)

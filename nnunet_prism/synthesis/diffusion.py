@@ -66,11 +66,12 @@ class MaskedDiffusion:
         return (weight * (x0_hat.float() - x0.float()) ** 2).sum() / weight.sum().clamp_min(1.0)
 
     def timesteps(self, num_steps: int):
-        """Evenly spaced descending timesteps T-1 .. 0, ``num_steps`` of them (distinct)."""
+        """Evenly spaced descending timesteps from T-1 (pure noise) towards 0, ``num_steps`` of them."""
         if num_steps < 1:
             raise ValueError(f"need at least one sampling step, got {num_steps}")
         num_steps = min(int(num_steps), self.num_timesteps)
-        return [int(v) for v in np.unique(np.round(np.linspace(0, self.num_timesteps - 1, num_steps)).astype(int))[::-1]]
+        steps = np.round(np.linspace(self.num_timesteps - 1, 0, num_steps)).astype(int)  # one step: T-1
+        return [int(v) for v in np.unique(steps)[::-1]]
 
     @torch.no_grad()
     def sample(self, network, x: torch.Tensor, present: torch.Tensor, num_steps: int = 10, seed: int = 0) -> torch.Tensor:

@@ -212,7 +212,7 @@ class M2DNTrainer:
         self.log(f"M2DN on {self.pre.dataset_name} fold {self.fold}: {len(self.reader.identifiers)} training cases, "
                  f"modalities {self.pre.modalities}, patch {self.options.patch_size}, device {self.device}, "
                  f"{sum(p.numel() for p in self.network.parameters())} parameters")
-        start, window = time.perf_counter(), []
+        start, window, first = time.perf_counter(), [], self.iteration
         last = None
         while self.iteration < self.options.iterations:
             self.set_learning_rate()
@@ -221,7 +221,7 @@ class M2DNTrainer:
             if self.iteration % self.options.log_every == 0 or self.iteration == self.options.iterations:
                 self.losses.append((self.iteration, float(np.mean(window))))
                 self.log(f"iteration {self.iteration}/{self.options.iterations}: loss {np.mean(window):.5f}, "
-                         f"{(time.perf_counter() - start) / max(len(window), 1):.3f} s/it so far")
+                         f"{(time.perf_counter() - start) / (self.iteration - first):.3f} s/it")
                 window = []
             out_of_time = max_seconds is not None and time.perf_counter() - start >= max_seconds
             if self.iteration % self.options.save_every == 0 or out_of_time:
