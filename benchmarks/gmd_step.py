@@ -80,6 +80,7 @@ def main():
     for name, (trainer, hyperparameters) in CONFIGURATIONS.items():
         print(f"step benchmark: {name}", flush=True)
         results[name] = measure(trainer, hyperparameters, env, args)
+        print(f"  {results[name]['step_s']:.2f} s/step, peak {results[name]['peak_memory_mb']:.0f} MB", flush=True)
     report = {"command": "python " + " ".join(sys.argv), "device": args.device, "steps": args.steps,
               "patch_size": results[PLAIN]["patch_size"], "batch_size": results[PLAIN]["batch_size"],
               "results": results,
