@@ -8,6 +8,11 @@ the summed gradient. A subset is intersected with each sample's modality mask (r
 simulated availability); samples left with nothing are not in that subset's loss.
 
 ``nnUNetTrainerDS`` is the same network and subsets with one summed loss (DS without GMD).
+
+Choices against the official code (PCGrad over per-subset soft-Dice objectives): the subset loss
+is nnU-Net's own (deep-supervised Dice+CE/BCE) so GMD is comparable with the other trainers;
+theta is the shared decoder by construction (official: parameters every objective touched);
+the corrected gradients are summed as in Eq. 9 (official: mean; ``gmd_reduction="mean"``).
 """
 from typing import List, Optional
 
