@@ -62,8 +62,8 @@ def gmd_backward(shared: Sequence[torch.nn.Parameter], specific: Sequence[torch.
     shared: parameters every subset uses; specific: the rest, reached through ``skips`` (the
     encoder outputs the shared decoder consumed); losses: one scalar per sampled subset, None
     where this rank has no sample for it. Rows of subsets without a gradient on any rank are
-    left out of the projection. Returns the conflict statistics (None with fewer than two
-    subsets or non-finite gradients, which the GradScaler then skips), or raises nothing.
+    left out of the projection. Returns the conflict statistics; None with fewer than two
+    subsets, or with non-finite gradients (whose step the GradScaler then skips).
     """
     num_shared = sum(p.numel() for p in shared)
     grads = torch.zeros(len(losses), num_shared, device=skips[0].device)

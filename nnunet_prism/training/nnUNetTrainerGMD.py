@@ -42,7 +42,6 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._normalise_hyperparameters()
         self.sampler = SubsetSampler(len(self.modality_names), self.gmd_subsets, self.gmd_seed)
-        self._epoch_statistics: List[np.ndarray] = []
         self.register_curves({"GMD gradient conflicts (paper fig. 3)": [self.curve_key(c) for c in CURVES]})
 
     @staticmethod
