@@ -161,6 +161,22 @@ def test_ds_network_drops_absent_modalities_and_decodes_subsets_from_one_pass():
     assert len(shared) + len(network.modality_parameters()) == len(list(network.parameters()))
 
 
+def test_ds_network_builds_from_2d_residual_encoder_plans():
+    kwargs = {**{k: v for k, v in KWARGS.items() if k != "n_conv_per_stage"},
+              "conv_op": "torch.nn.modules.conv.Conv2d", "kernel_sizes": [[3, 3]] * 3,
+              "strides": [[1, 1], [2, 2], [2, 2]], "n_blocks_per_stage": [1, 2, 2],
+              "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d"}
+    network = build_dynamic_sharing_unet("dynamic_network_architectures.architectures.unet.ResidualEncoderUNet",
+                                         kwargs, IMPORTS, M, C)
+    x = torch.randn(2, M, 16, 16)
+    mask = torch.tensor([[True, False, False, True], [False, False, True, False]])
+    disturbed = x.clone()
+    disturbed[:, 1] = 9.0
+    out = network(x, mask)
+    assert [tuple(o.shape) for o in out] == [(2, C, 16, 16), (2, C, 8, 8)]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(out, network(disturbed, mask)))
+
+
 # -- the gradient path ------------------------------------------------------------------------------
 def _separate_gradients(subsets, x, target, mask, loss):
     """Reference: one full forward + backward per subset."""
