@@ -31,7 +31,8 @@ def test_shaspec_train_predict_evaluate(region_dataset, tmp_path):
     assert (hyperparameters["alpha"], hyperparameters["beta"], hyperparameters["fixed_subset"]) == (0.1, 0.02, None)
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     accuracy, dao = checkpoint["logging"]["shaspec_dco_accuracy"], checkpoint["logging"]["shaspec_dao"]
-    assert len(accuracy) == len(dao) == 1 and 0.0 <= accuracy[0] <= 1.0 and dao[0] > 0.0
+    # DAO is 0 when no sample of the epoch had two modalities (possible with p = 0.5 dropping)
+    assert len(accuracy) == len(dao) == 1 and 0.0 <= accuracy[0] <= 1.0 and 0.0 <= dao[0] < float("inf")
     assert checkpoint["network_weights"]["allowed_modalities"].tolist() == [True] * 4
     assert (fold / "progress.png").stat().st_size > 0
 
