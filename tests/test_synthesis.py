@@ -236,3 +236,13 @@ def test_impute_rejects_case_without_modality_and_in_place_output(tmp_path):
         impute_folder(src, tmp_path / "out", checkpoint, num_steps=1, progress=lambda s: None)
     with pytest.raises(ModalityError, match="input folder"):
         impute_folder(src, src, checkpoint, num_steps=1, progress=lambda s: None)
+
+
+def test_cli_unknown_dataset_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    from nnunet_prism.cli import main
+
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    assert main(["synth", "impute", "-d", "Dataset979_Nowhere", "-f", "0", "-i", str(tmp_path), "-o",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Dataset979_Nowhere" in err

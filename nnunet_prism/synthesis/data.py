@@ -34,14 +34,27 @@ class PreprocessedSet:
         return modality_names(self.dataset_json)
 
 
+def nnunet_folder(name: str) -> Path:
+    """One of nnU-Net's folders (nnUNet_raw/_preprocessed/_results) from the environment."""
+    import os
+
+    value = os.environ.get(name)
+    if not value:
+        raise FileNotFoundError(f"{name} is not set; export nnU-Net's folders first (documentation/setting_up_paths.md)")
+    return Path(value)
+
+
 def open_preprocessed(dataset, configuration: str = "3d_fullres", plans_identifier: str = "nnUNetPlans",
                       preprocessed_root=None) -> PreprocessedSet:
-    from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    name = maybe_convert_to_dataset_name(dataset)
-    folder = Path(str(preprocessed_root or nnUNet_preprocessed)) / name
+    root = Path(preprocessed_root) if preprocessed_root else nnunet_folder("nnUNet_preprocessed")
+    try:
+        name = maybe_convert_to_dataset_name(dataset)
+    except RuntimeError:
+        raise FileNotFoundError(f"dataset '{dataset}' is not in nnUNet_raw/nnUNet_preprocessed") from None
+    folder = root / name
     plans_file = folder / f"{plans_identifier}.json"
     if not plans_file.is_file():
         raise FileNotFoundError(f"{plans_file} not found; run nnUNetv2_plan_and_preprocess -d {dataset} first")

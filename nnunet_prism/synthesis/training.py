@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from nnunet_prism.modalities import ModalityError
-from nnunet_prism.synthesis.data import (CaseReader, SliceSampler, fold_split, open_preprocessed,
-                                         slice_patch_size)
+from nnunet_prism.synthesis.data import (CaseReader, SliceSampler, fold_split, nnunet_folder,
+                                         open_preprocessed, slice_patch_size)
 from nnunet_prism.synthesis.diffusion import MaskedDiffusion, sample_training_masks
 from nnunet_prism.synthesis.network import M2DNet
 
@@ -47,9 +47,8 @@ class TrainingOptions:
 
 
 def model_root(dataset_name: str, plans_identifier: str = "nnUNetPlans", results_root=None) -> Path:
-    from nnunetv2.paths import nnUNet_results
-
-    return Path(str(results_root or nnUNet_results)) / dataset_name / f"{MODEL_NAME}__{plans_identifier}__2d"
+    root = Path(results_root) if results_root else nnunet_folder("nnUNet_results")
+    return root / dataset_name / f"{MODEL_NAME}__{plans_identifier}__2d"
 
 
 def fold_folder(dataset_name: str, fold, plans_identifier: str = "nnUNetPlans", results_root=None) -> Path:
@@ -81,12 +80,6 @@ class M2DNTrainer:
                  preprocessed_root=None, results_root=None):
         self.options = options or TrainingOptions()
         self.device = torch.device(device)
-        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-        try:
-            maybe_convert_to_dataset_name(dataset)
-        except RuntimeError:
-            raise FileNotFoundError(f"dataset '{dataset}' is not in nnUNet_raw/nnUNet_preprocessed") from None
         self.pre = open_preprocessed(dataset, configuration, plans_identifier, preprocessed_root)
         self.fold = fold
         train_ids, self.held_out = fold_split(self.pre, fold)
