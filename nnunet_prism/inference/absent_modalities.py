@@ -60,7 +60,8 @@ def _check_geometry(case: str, files: Mapping[int, Path]) -> sitk.ImageFileReade
 
 def _has_signal(path: Path) -> bool:
     """False for an all-zero image (which our networks treat as an absent modality)."""
-    return bool(np.any(sitk.GetArrayViewFromImage(sitk.ReadImage(str(path)))))
+    image = sitk.ReadImage(str(path))  # keep the image alive: the array view does not own its buffer
+    return bool(np.any(sitk.GetArrayViewFromImage(image)))
 
 
 def _write_zero_like(reference: Path, destination: Path) -> None:
