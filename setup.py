@@ -67,6 +67,8 @@ setup(
         "batchgeneratorsv2",
         "numpy",
         "matplotlib",
+        "scipy",  # k-NN mutual information of the CCH tool (cKDTree, digamma)
+        "scikit-image",  # PSNR/SSIM of M2DN synthesis (nnunet_prism synth evaluate)
     ],
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["nnunet_prism=nnunet_prism.cli:main"]},

@@ -15,9 +15,11 @@ SUBCOMMANDS = {
     "evaluate": ("nnunet_prism.commands.evaluate", "Dice and HD95 on all modality subsets: tables and heatmap"),
     "env": ("nnunet_prism.commands.env", "print the export line that registers our trainers with nnU-Net"),
     "doctor": ("nnunet_prism.commands.doctor", "check that nnU-Net finds every nnunet_prism trainer"),
+    "synth": ("nnunet_prism.commands.synth", "M2DN: train, impute absent modality files, evaluate PSNR/SSIM"),
     "synthetic": ("dataset_conversion.commands.synthetic", "write a synthetic BraTS-like set (BraTS 2020 layout)"),
     "convert-brats": ("dataset_conversion.commands.convert_brats", "BraTS folder -> nnU-Net raw dataset"),
     "brats-labels": ("dataset_conversion.commands.brats_labels", "nnU-Net predictions -> BraTS label convention"),
+    "cch": ("nnunet_prism.commands.cch", "which teacher to distil from: the CCH I(T;S) > I(S;Y) per modality pair"),
 }
 
 
