@@ -26,6 +26,8 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         "gamma": 0.01,           # update rate of E^m
         "coefficient_rule": "paper",   # or "official" (clamped, renormalised beta; see losses.preference)
         "kl_prob_floor": None,   # 0.005 reproduces the official code's clamping
+        "cch_table": "",         # a `nnunet_prism cch` CSV: pixel distillation only into students
+                                 # for which the CCH holds with the fused teacher ("" = all students)
     }
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -61,8 +63,22 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
             if self._preference is not None:
                 self._preference.load_state_dict(state["preference"])
 
+    @property
+    def cch_students(self) -> torch.Tensor:
+        """(M,) 1.0 where pixel distillation into modality m is on: the CCH (fused -> m) holds in
+        ``cch_table`` (nnunet_prism.cch, arXiv 2510.13182); all ones when cch_table is empty."""
+        if getattr(self, "_cch_students", None) is None:
+            from nnunet_prism.cch.criterion import read_student_mask
+            mask = (read_student_mask(self.cch_table, self.modality_names) if self.cch_table
+                    else np.ones(len(self.modality_names), dtype=bool))
+            self._cch_students = torch.as_tensor(mask, dtype=torch.float32, device=self.device)
+        return self._cch_students
+
     def on_train_start(self):
         super().on_train_start()
+        if self.cch_table:
+            on = [n for n, c in zip(self.modality_names, self.cch_students.tolist()) if c]
+            self.print_to_log_file(f"PRISM pixel distillation only into {on} (CCH table {self.cch_table})")
         text = ", ".join(f"{n}: {e:.3f}" for n, e in zip(self.modality_names, self.preference.E.tolist()))
         self.print_to_log_file(f"PRISM E^m at epoch {self.current_epoch}: {text}")
 
@@ -74,7 +90,8 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
             target_full = target_full[:, :-1]
         distillation, dstats = prism_distillation_loss(
             out.fused, out.unimodal, out.fused_features, out.unimodal_features, target_full, mask,
-            self.preference.coefficients(self.device), region_based=self.label_manager.has_regions,
+            self.preference.coefficients(self.device) * self.cch_students,
+            region_based=self.label_manager.has_regions,
             ds_weights=ds_weights, temperature=self.temperature, lambda_pixel=self.lambda1,
             lambda_proto=self.lambda2, prob_floor=self.kl_prob_floor,
             **({} if self.label_manager.has_regions else
