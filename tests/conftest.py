@@ -62,6 +62,40 @@ def _prepare(tmp_path_factory, name, dataset_id, label_based):
     return PreparedDataset(workdir, dataset_id, folder, env)
 
 
+SHORT_SCHEDULE = dict(num_epochs=1, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
+
+
+@dataclass
+class TrainedModel:
+    dataset: PreparedDataset
+    trainer: str
+    folder: Path  # nnUNet_results/DatasetXXX_*/<trainer>__nnUNetPlans__3d_fullres
+    env: dict
+
+    @property
+    def fold(self) -> Path:
+        return self.folder / "fold_0"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """``trained(dataset, trainer)``: fold 0 of ``trainer`` after ``nnUNetv2_train`` with
+    SHORT_SCHEDULE, trained once per session and shared by the tests that only need a model."""
+    cache = {}
+
+    def get(dataset: PreparedDataset, trainer: str) -> TrainedModel:
+        key = (dataset.dataset_id, trainer)
+        if key not in cache:
+            env = dataset.train_env(**SHORT_SCHEDULE)
+            log = tmp_path_factory.mktemp(f"train_{trainer}") / "train.log"
+            pipeline.train(dataset.dataset_id, "3d_fullres", 0, trainer, env, echo=False, log_file=log)
+            folder = next((dataset.workdir / "nnUNet_results").glob(f"*/{trainer}__nnUNetPlans__3d_fullres"))
+            cache[key] = TrainedModel(dataset, trainer, folder, env)
+        return cache[key]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def region_dataset(tmp_path_factory):
     """Region-based (WT/TC/ET, sigmoid) synthetic set, incomplete with rates 0.2/0.4/0.6/0.8."""

@@ -4,7 +4,6 @@ import csv
 
 import pytest
 
-from nnunet_prism import pipeline
 from conftest import cli
 
 pytestmark = pytest.mark.e2e
@@ -12,10 +11,9 @@ TRAINER = "nnUNetTrainerMissingModality"
 MODALITIES = ["FLAIR", "T1", "T1c", "T2"]
 
 
-def test_cch_cli_on_a_trained_multi_encoder_model(region_dataset, tmp_path):
+def test_cch_cli_on_a_trained_multi_encoder_model(region_dataset, trained, tmp_path):
     ds = region_dataset
-    env = ds.train_env(num_epochs=1, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
-    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, env, echo=False, log_file=tmp_path / "train.log")
+    env = trained(ds, TRAINER).env  # shared with the core end-to-end test
     out = tmp_path / "cch"
     r = cli("cch", "-d", ds.dataset_id, "-c", "3d_fullres", "-tr", TRAINER, "-f", 0, "-o", out,
             "-device", "cpu", "--max-cases", 2, "--patches-per-case", 1, "--voxels-per-class", 150,

@@ -1,6 +1,8 @@
-"""Issue 3 end to end, region-based and label-based: nnUNetv2_train -tr nnUNetTrainerMissingModality
--> nnunet_prism predict with absent modality files -> nnunet_prism evaluate on all 15 subsets,
-whose full-subset Dice must equal nnUNetv2_evaluate_folder's on the same predictions."""
+"""Issue 3 end to end, region-based and label-based: nnUNetv2_train of a multi-encoder trainer
+(nnUNetTrainerMissingModality on the region set; on the label set nnUNetTrainerPRISM, its subclass,
+whose short run the PRISM test shares) -> nnunet_prism predict with absent modality files ->
+nnunet_prism evaluate on all 15 subsets, whose full-subset Dice must equal
+nnUNetv2_evaluate_folder's on the same predictions."""
 import csv
 import json
 import shutil
@@ -17,7 +19,6 @@ from nnunet_prism.evaluation.metrics import targets_from_dataset_json
 from nnunet_prism.evaluation.results import SubsetResults
 
 pytestmark = pytest.mark.e2e
-TRAINER = "nnUNetTrainerMissingModality"
 
 
 def complete_labelled_folder(ds, tmp_path, dataset_id):
@@ -28,12 +29,12 @@ def complete_labelled_folder(ds, tmp_path, dataset_id):
     return convert_brats([source], dataset_id, "Complete", raw_root=tmp_path / "raw", label_based=label_based)
 
 
-@pytest.mark.parametrize("dataset", ["region_dataset", "label_dataset"])
-def test_missing_modality_train_predict_evaluate(dataset, request, tmp_path):
+@pytest.mark.parametrize("dataset, trainer", [("region_dataset", "nnUNetTrainerMissingModality"),
+                                              ("label_dataset", "nnUNetTrainerPRISM")])
+def test_multi_encoder_train_predict_evaluate(dataset, trainer, request, trained, tmp_path):
     ds = request.getfixturevalue(dataset)
-    env = ds.train_env(num_epochs=1, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
-    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, env, echo=False, log_file=tmp_path / "train.log")
-    model = next((ds.workdir / "nnUNet_results").glob(f"*/{TRAINER}__nnUNetPlans__3d_fullres"))
+    trained_model = trained(ds, trainer)
+    env, model = trained_model.env, trained_model.folder
     log = next((model / "fold_0").glob("training_log_*.txt")).read_text()
     assert "student pseudo Dice" in log and "train unimodal losses" in log
 
@@ -44,8 +45,8 @@ def test_missing_modality_train_predict_evaluate(dataset, request, tmp_path):
         for c in channels:
             shutil.copy(ds.dataset_folder / "imagesTs" / f"{case}_{c:04d}.nii.gz", given)
     out = tmp_path / "pred"
-    r = cli("predict", "-i", given, "-o", out, "-d", ds.dataset_id, "-c", "3d_fullres", "-tr", TRAINER,
-            "-f", "0", "-device", "cpu", env=env)
+    r = cli("predict", "-i", given, "-o", out, "-d", ds.dataset_id, "-c", "3d_fullres", "-tr", trainer,
+            "-f", "0", "-device", "cpu", "--disable_tta", env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     used = json.loads((out / "modalities_used.json").read_text())
     assert used["SynTest_000"] == {"present": ["FLAIR", "T1c"], "absent": ["T1", "T2"]}
@@ -57,9 +58,9 @@ def test_missing_modality_train_predict_evaluate(dataset, request, tmp_path):
     # 15-subset evaluation on complete labelled cases
     complete = complete_labelled_folder(ds, tmp_path, ds.dataset_id + 10)
     evaluation = tmp_path / "evaluation"
-    r = cli("evaluate", "-d", ds.dataset_id, "-c", "3d_fullres", "-tr", TRAINER, "-f", "0",
+    r = cli("evaluate", "-d", ds.dataset_id, "-c", "3d_fullres", "-tr", trainer, "-f", "0",
             "-i", complete / "imagesTr", "-l", complete / "labelsTr", "-o", evaluation,
-            "--save-predictions", "-device", "cpu", env=env)
+            "--save-predictions", "-device", "cpu", "--disable_tta", env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = list(csv.reader(open(evaluation / "subsets.csv")))
     assert len(rows) == 1 + 15 + 1, "header, 15 subsets, average"

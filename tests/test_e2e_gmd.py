@@ -43,7 +43,7 @@ def test_gmd_train_predict_evaluate(region_dataset, tmp_path):
         shutil.copy(ds.dataset_folder / "imagesTs" / f"SynTest_000_{c:04d}.nii.gz", given)
     out = tmp_path / "pred"
     r = cli("predict", "-i", given, "-o", out, "-d", ds.dataset_id, "-c", "3d_fullres", "-tr", TRAINER,
-            "-f", "0", "-device", "cpu", env=env)
+            "-f", "0", "-device", "cpu", "--disable_tta", env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     used = json.loads((out / "modalities_used.json").read_text())
     assert used["SynTest_000"] == {"present": ["FLAIR", "T1c"], "absent": ["T1", "T2"]}
@@ -53,7 +53,8 @@ def test_gmd_train_predict_evaluate(region_dataset, tmp_path):
     complete = complete_labelled_folder(ds, tmp_path, ds.dataset_id + 20)
     evaluation = tmp_path / "evaluation"
     r = cli("evaluate", "-d", ds.dataset_id, "-c", "3d_fullres", "-tr", TRAINER, "-f", "0",
-            "-i", complete / "imagesTr", "-l", complete / "labelsTr", "-o", evaluation, "-device", "cpu", env=env)
+            "-i", complete / "imagesTr", "-l", complete / "labelsTr", "-o", evaluation, "-device", "cpu",
+            "--disable_tta", env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = SubsetResults.load_json(evaluation / "subsets.json")
     assert len(results.subset_names) == 15 and (results.num_cases() == 2).all()

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from conftest import SHORT_SCHEDULE
 from nnunet_prism import pipeline
 from nnunet_prism.training.progress import STATE_KEY
 
@@ -13,21 +14,14 @@ TRAINER = "nnUNetTrainerPRISM"
 MODALITIES = ["FLAIR", "T1", "T1c", "T2"]
 
 
-def _fold(ds):
-    return next((ds.workdir / "nnUNet_results").glob(f"*/{TRAINER}__nnUNetPlans__3d_fullres")) / "fold_0"
-
-
 def _curve(checkpoint, kind):
     return [checkpoint["logging"][f"prism_{kind}_{m}"] for m in MODALITIES]
 
 
 @pytest.mark.parametrize("dataset", ["region_dataset", "label_dataset"])
-def test_prism_trains_and_resumes_with_exact_coefficients(dataset, request, tmp_path):
+def test_prism_trains_and_resumes_with_exact_coefficients(dataset, request, trained, tmp_path):
     ds = request.getfixturevalue(dataset)
-    schedule = dict(num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
-    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, ds.train_env(num_epochs=1, **schedule),
-                   echo=False, log_file=tmp_path / "train1.log")
-    fold = _fold(ds)
+    fold = trained(ds, TRAINER).fold  # one epoch of SHORT_SCHEDULE
     first = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     e_after_epoch0 = first["logging"][STATE_KEY]["preference"]["E"].clone()
     log = next(fold.glob("training_log_*.txt")).read_text()
@@ -36,7 +30,7 @@ def test_prism_trains_and_resumes_with_exact_coefficients(dataset, request, tmp_
     fixed = first["logging"][STATE_KEY]["preference"]["fixed"]
     assert fixed[3] > fixed[0], "E^m starts at 1/(1-FR^m): the most-missing modality (T2) weighs most"
 
-    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, ds.train_env(num_epochs=2, **schedule),
+    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, ds.train_env(**{**SHORT_SCHEDULE, "num_epochs": 2}),
                    echo=False, extra=["--c"], log_file=tmp_path / "train2.log")
     second = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     e_curve, rp_curve = _curve(second, "E"), _curve(second, "RP")
