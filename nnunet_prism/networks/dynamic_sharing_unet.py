@@ -15,13 +15,12 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 from torch import nn
 
 from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.multi_encoder_unet import default_encoder_width
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
-                                                     decoder_interface, read_plan_architecture)
+                                                     decoder_interface, initialize_like_nnunet, read_plan_architecture)
 
 Logits = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -127,12 +126,6 @@ class DynamicSharingUNet(nn.Module):
         encoders = sum(encoder.compute_conv_feature_map_size(input_size) for encoder in self.encoders)
         return np.int64(encoders + self.num_modalities * self.decoder.compute_conv_feature_map_size(input_size))
 
-    @staticmethod
-    def initialize(module: nn.Module) -> None:
-        """nnU-Net's initialisation: He for convs; residual blocks start as identity (ResEnc)."""
-        InitWeights_He(1e-2)(module)
-        init_last_bn_before_add_to_0(module)
-
 
 def build_dynamic_sharing_unet(arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import: Sequence[str],
                                num_input_channels: int, num_output_channels: int,
@@ -143,5 +136,5 @@ def build_dynamic_sharing_unet(arch_class_name: str, arch_kwargs: dict, arch_kwa
     nnU-Net's networks. Raises ValueError for an unsupported architecture."""
     arch = read_plan_architecture(arch_class_name, arch_kwargs, arch_kwargs_req_import)
     network = DynamicSharingUNet(arch, num_input_channels, num_output_channels, enable_deep_supervision, width)
-    network.apply(network.initialize)
+    network.apply(initialize_like_nnunet)
     return network

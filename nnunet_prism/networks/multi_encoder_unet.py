@@ -12,13 +12,13 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 from torch import nn
 
 from nnunet_prism.networks.decoding import decode_with_features
 from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
-                                                     decoder_interface, read_plan_architecture, stage_sizes)
+                                                     decoder_interface, initialize_like_nnunet, read_plan_architecture,
+                                                     stage_sizes)
 
 Logits = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -161,12 +161,6 @@ class MultiEncoderUNet(nn.Module):
             total += np.prod([projection.out_channels, *size], dtype=np.int64)
         return total + self.decoder.compute_conv_feature_map_size(input_size)
 
-    @staticmethod
-    def initialize(module: nn.Module) -> None:
-        """nnU-Net's initialisation: He for convs; residual blocks start as identity (ResEnc)."""
-        InitWeights_He(1e-2)(module)
-        init_last_bn_before_add_to_0(module)
-
 
 def build_multi_encoder_unet(arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import: Sequence[str],
                              num_input_channels: int, num_output_channels: int,
@@ -182,5 +176,5 @@ def build_multi_encoder_unet(arch_class_name: str, arch_kwargs: dict, arch_kwarg
     arch = read_plan_architecture(arch_class_name, arch_kwargs, arch_kwargs_req_import)
     network = MultiEncoderUNet(arch, num_input_channels, num_output_channels, enable_deep_supervision,
                                encoder_width)
-    network.apply(network.initialize)
+    network.apply(initialize_like_nnunet)
     return network

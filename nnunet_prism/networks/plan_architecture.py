@@ -16,6 +16,7 @@ from typing import List, Sequence, Tuple
 from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 from torch import nn
 
 #: nnU-Net architecture class (last part of the dotted name in the plans) -> encoder family.
@@ -127,3 +128,9 @@ def stage_sizes(input_size: Sequence[int], strides: Sequence[Sequence[int]]) -> 
         input_size = tuple(i // s for i, s in zip(input_size, stride))
         sizes.append(input_size)
     return sizes
+
+
+def initialize_like_nnunet(module: nn.Module) -> None:
+    """nnU-Net's initialisation, for ``network.apply``: He for convs; residual blocks start as identity."""
+    InitWeights_He(1e-2)(module)
+    init_last_bn_before_add_to_0(module)
