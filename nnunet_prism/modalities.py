@@ -11,7 +11,7 @@ Notation follows the PRISM/PASSION method document: C in {0,1}^(N x M), FR^m = 1
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 

@@ -1,6 +1,5 @@
 """Shared fixtures: small synthetic BraTS-like datasets that went through nnU-Net's real
 ``nnUNetv2_plan_and_preprocess`` once per test session (that step alone takes about a minute)."""
-import os
 import subprocess
 import sys
 from dataclasses import dataclass

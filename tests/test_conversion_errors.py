@@ -3,7 +3,6 @@ written, and never a half-written or clobbered dataset."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
 

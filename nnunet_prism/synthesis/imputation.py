@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import json
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 import numpy as np
 import SimpleITK as sitk

@@ -15,7 +15,6 @@ The paper's two regimes:
 """
 from typing import List, Optional
 
-import numpy as np
 import torch
 
 from nnunet_prism.losses.shaspec import (DEFAULT_ALPHA, DEFAULT_BETA, distribution_alignment_loss,
