@@ -37,6 +37,7 @@ def test_multi_encoder_train_predict_evaluate(dataset, trainer, request, trained
     env, model = trained_model.env, trained_model.folder
     log = next((model / "fold_0").glob("training_log_*.txt")).read_text()
     assert "student pseudo Dice" in log and "train unimodal losses" in log
+    assert "final validation skipped" in log and not (model / "fold_0" / "validation" / "summary.json").exists()
 
     # prediction with absent files: case 0 has FLAIR and T1c only, case 1 only T2
     given = tmp_path / "given"

@@ -33,6 +33,7 @@ def test_train_and_predict_through_nnunet_cli(region_dataset, tmp_path):
     assert hp["num_iterations_per_epoch"] == 2 and hp["modality_dropout"] == 0.5
     log = next(fold.glob("training_log_*.txt")).read_text()
     assert "training-set missing rates FR^m" in log
+    assert (fold / "validation" / "summary.json").is_file(), "nnU-Net's final validation ran (default)"
 
     out = tmp_path / "pred"
     pipeline.predict(ds.dataset_folder / "imagesTs", out, ds.dataset_id, "3d_fullres", TRAINER, env,

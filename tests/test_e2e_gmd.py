@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from conftest import cli
-from nnunet_prism import pipeline
 from nnunet_prism.evaluation.results import SubsetResults
 from test_e2e_core import complete_labelled_folder
 
@@ -17,12 +16,10 @@ pytestmark = pytest.mark.e2e
 TRAINER = "nnUNetTrainerGMD"
 
 
-def test_gmd_train_predict_evaluate(region_dataset, tmp_path):
+def test_gmd_train_predict_evaluate(region_dataset, trained, tmp_path):
     ds = region_dataset
-    env = ds.train_env(num_epochs=1, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
-    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, env, echo=False, log_file=tmp_path / "train.log")
-    model = next((ds.workdir / "nnUNet_results").glob(f"*/{TRAINER}__nnUNetPlans__3d_fullres"))
-    fold = model / "fold_0"
+    trained_model = trained(ds, TRAINER)
+    env, fold = trained_model.env, trained_model.fold
     log = next(fold.glob("training_log_*.txt")).read_text()
     assert "GMD (k=5): conflicting subset-gradient pairs" in log
     assert json.loads((fold / "hyperparameters.json").read_text())["gmd_subsets"] == 5

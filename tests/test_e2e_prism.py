@@ -1,5 +1,6 @@
-"""Issue 4 end to end: nnUNetv2_train -tr nnUNetTrainerPRISM on the synthetic incomplete set
-(region- and label-based), then ``--c`` resumes with E^m restored exactly from the checkpoint."""
+"""Issue 4 end to end: nnUNetv2_train -tr nnUNetTrainerPRISM on the synthetic incomplete set, then
+``--c`` resumes with E^m restored exactly from the checkpoint. (The label-based set trains PRISM
+in test_e2e_core, which predicts and evaluates with it.)"""
 import json
 
 import pytest
@@ -18,9 +19,8 @@ def _curve(checkpoint, kind):
     return [checkpoint["logging"][f"prism_{kind}_{m}"] for m in MODALITIES]
 
 
-@pytest.mark.parametrize("dataset", ["region_dataset", "label_dataset"])
-def test_prism_trains_and_resumes_with_exact_coefficients(dataset, request, trained, tmp_path):
-    ds = request.getfixturevalue(dataset)
+def test_prism_trains_and_resumes_with_exact_coefficients(region_dataset, trained, tmp_path):
+    ds = region_dataset
     fold = trained(ds, TRAINER).fold  # one epoch of SHORT_SCHEDULE
     first = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     e_after_epoch0 = first["logging"][STATE_KEY]["preference"]["E"].clone()

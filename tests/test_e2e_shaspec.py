@@ -9,22 +9,15 @@ import pytest
 import torch
 
 from conftest import cli
-from nnunet_prism import pipeline
 
 pytestmark = pytest.mark.e2e
 TRAINER = "nnUNetTrainerShaSpec"
-SCHEDULE = dict(num_epochs=1, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
 
 
-def _fold(ds):
-    return next((ds.workdir / "nnUNet_results").glob(f"*/{TRAINER}__nnUNetPlans__3d_fullres")) / "fold_0"
-
-
-def test_shaspec_train_predict_evaluate(region_dataset, tmp_path):
+def test_shaspec_train_predict_evaluate(region_dataset, trained, tmp_path):
     ds = region_dataset
-    env = ds.train_env(**SCHEDULE)
-    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, env, echo=False, log_file=tmp_path / "train.log")
-    fold = _fold(ds)
+    model = trained(ds, TRAINER)
+    env, fold = model.env, model.fold
     log = next(fold.glob("training_log_*.txt")).read_text()
     assert "ShaSpec train: DCO accuracy" in log and "random modality dropout p = 0.5" in log
     hyperparameters = json.loads((fold / "hyperparameters.json").read_text())

@@ -27,7 +27,8 @@ def _worker(rank, init_file, results):
 
 def test_epoch_statistics_are_reduced_over_two_gloo_ranks(tmp_path):
     results = mp.Manager().dict()
-    mp.spawn(_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True)
+    # fork: the workers inherit the imported modules (spawn would re-import torch and nnU-Net)
+    mp.start_processes(_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True, start_method="fork")
     single = PreferenceState(RATES)
     single.update_batch(torch.cat([RP[0], RP[1]]), torch.cat([VALID[0], VALID[1]]))
     expected_rp = single.end_epoch(0.01).tolist()

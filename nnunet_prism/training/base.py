@@ -16,17 +16,32 @@ from nnunet_prism.training.progress import MethodCurvesLogger
 
 
 class nnUNetTrainerPrismBase(HyperparameterMixin, ModalityMaskingMixin, nnUNetTrainer):
+    HYPERPARAMETERS = {
+        # False: skip nnU-Net's prediction of the validation cases right after training (quick
+        # experiments); ``nnUNetv2_train ... --val`` runs it later
+        "final_validation": True,
+    }
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.apply_hyperparameters()
+        self._trained_in_this_run = False
         self.logger.local_logger = MethodCurvesLogger({}, get_state=self.checkpoint_state,
                                                       set_state=self.restore_checkpoint_state)
 
     def on_train_start(self):
         super().on_train_start()
+        self._trained_in_this_run = True
         self.save_hyperparameters()
         self.log_availability()
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if self._trained_in_this_run and not self.final_validation:
+            self.print_to_log_file("final validation skipped (final_validation=False); "
+                                   "run it with nnUNetv2_train ... --val")
+            return
+        super().perform_actual_validation(save_probabilities)
 
     def train_step(self, batch: dict) -> dict:
         mask = self.training_modality_mask(batch['keys'])
