@@ -64,7 +64,8 @@ def timed_run(args_list, env, log):
 def quality_and_inference(trainer, env, test_folder, workdir, args, log):
     train_env = pipeline.nnunet_environment(workdir, {"num_epochs": args.epochs,
                                                       "num_iterations_per_epoch": args.iterations,
-                                                      "num_val_iterations_per_epoch": 2}, base=env)
+                                                      "num_val_iterations_per_epoch": 2,
+                                                      "final_validation": False}, base=env)
     start = time.perf_counter()
     pipeline.train(DATASET_ID, CONFIGURATION, 0, trainer, train_env, device=args.device, log_file=log, echo=False)
     train_s = time.perf_counter() - start
