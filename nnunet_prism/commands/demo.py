@@ -32,8 +32,8 @@ def add_arguments(parser):
                         help="per-modality missing rates of the training set (FLAIR,T1,T1c,T2)")
     parser.add_argument("--trainers", nargs="+", default=DEFAULT_TRAINERS,
                         help="trainers to compare (any nnunet_prism trainer, or nnUNetTrainer)")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--iterations", type=int, default=20, help="training iterations per epoch")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=15, help="training iterations per epoch")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--disable-tta", action="store_true", help="no test-time mirroring in the evaluation")
     parser.add_argument("--seed", type=int, default=0)
