@@ -20,7 +20,8 @@ from torch import nn
 from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.multi_encoder_unet import default_encoder_width
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
-                                                     decoder_interface, initialize_like_nnunet, read_plan_architecture)
+                                                     decoder_interface, initialize_like_nnunet, read_plan_architecture,
+                                                     resolve_width)
 
 Logits = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -61,12 +62,8 @@ class DynamicSharingUNet(nn.Module):
     def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
                  deep_supervision: bool = True, width: Optional[float] = None):
         super().__init__()
-        if num_modalities < 1:
-            raise ValueError(f"need at least one modality, got {num_modalities}")
+        self.width = resolve_width(num_modalities, width, default_encoder_width)
         self.num_modalities = num_modalities
-        self.width = default_encoder_width(num_modalities) if width is None else float(width)
-        if self.width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
         self.encoders = nn.ModuleList(build_encoder(arch, 1, self.width) for _ in range(num_modalities))
         self.decoder = build_decoder(arch, decoder_interface(self.encoders[0], self.encoders[0].output_channels),
                                      num_classes, deep_supervision)

@@ -18,7 +18,7 @@ from nnunet_prism.networks.decoding import decode_with_features
 from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
-                                                     stage_sizes)
+                                                     resolve_width, stage_sizes)
 
 Logits = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -80,12 +80,8 @@ class MultiEncoderUNet(nn.Module):
     def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
                  deep_supervision: bool = True, encoder_width: Optional[float] = None):
         super().__init__()
-        if num_modalities < 1:
-            raise ValueError(f"need at least one modality, got {num_modalities}")
+        self.encoder_width = resolve_width(num_modalities, encoder_width, default_encoder_width, "encoder_width")
         self.num_modalities = num_modalities
-        self.encoder_width = default_encoder_width(num_modalities) if encoder_width is None else float(encoder_width)
-        if self.encoder_width <= 0:
-            raise ValueError(f"encoder_width must be positive, got {encoder_width}")
         self.encoders = nn.ModuleList(build_encoder(arch, 1, self.encoder_width) for _ in range(num_modalities))
         conv_op = arch.conv_op
         self.projections = nn.ModuleList(

@@ -134,3 +134,14 @@ def initialize_like_nnunet(module: nn.Module) -> None:
     """nnU-Net's initialisation, for ``network.apply``: He for convs; residual blocks start as identity."""
     InitWeights_He(1e-2)(module)
     init_last_bn_before_add_to_0(module)
+
+
+def resolve_width(num_modalities: int, width, default, name: str = "width") -> float:
+    """Channel-width factor of a per-modality network: ``width``, or ``default(num_modalities)``
+    when None; ValueError for no modality or a non-positive width."""
+    if num_modalities < 1:
+        raise ValueError(f"need at least one modality, got {num_modalities}")
+    value = default(num_modalities) if width is None else float(width)
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {width}")
+    return value

@@ -33,7 +33,7 @@ from nnunet_prism.networks.decoding import decode_with_features
 from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
-                                                     stage_sizes)
+                                                     resolve_width, stage_sizes)
 
 Logits = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -92,12 +92,8 @@ class ShaSpecUNet(nn.Module):
     def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
                  deep_supervision: bool = True, width: Optional[float] = None):
         super().__init__()
-        if num_modalities < 1:
-            raise ValueError(f"need at least one modality, got {num_modalities}")
+        self.width = resolve_width(num_modalities, width, default_shaspec_width)
         self.num_modalities = num_modalities
-        self.width = default_shaspec_width(num_modalities) if width is None else float(width)
-        if self.width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
         self.shared_encoder = build_encoder(arch, 1, self.width)
         self.specific_encoders = nn.ModuleList(build_encoder(arch, 1, self.width) for _ in range(num_modalities))
         widths = list(self.shared_encoder.output_channels)
