@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunet_prism.networks.decoding import decode_with_features
-from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
+from nnunet_prism.networks.decoding import decode_mixtures, decode_with_features
+from nnunet_prism.networks.fusion import resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width, stage_sizes)
@@ -38,8 +38,8 @@ class MultiModalOutput:
     fused: logits as ``forward`` returns them: a list of (B, C, *spatial_k), highest resolution
         first, with deep supervision; one (B, C, *spatial) tensor without.
     unimodal: the same structure with tensors (B, M, C, *spatial_k): each modality alone through
-        the same decoder. Computed for every modality; entries of absent modalities (see
-        ``modality_mask``) are meaningless and must be masked out by the caller.
+        the same decoder. Computed only where ``modality_mask`` is True; entries of absent
+        modalities are zeros and carry no gradient (callers mask them out).
     fused_features: (B, F, *spatial), the highest-resolution decoder features (input of the final
         segmentation layer), F = features_per_stage[0] of the plan.
     unimodal_features: (B, M, F, *spatial), the same for each modality alone.
@@ -56,6 +56,46 @@ class MultiModalOutput:
         if isinstance(self.unimodal, torch.Tensor):
             return self.unimodal[:, modality]
         return [u[:, modality] for u in self.unimodal]
+
+
+@dataclass
+class PresentEncoding:
+    """Encoder outputs of the present (sample, modality) pairs, modality-major.
+
+    samples, modalities: (P,) long, the pair of every row; features: per scale (P, C_s, *spatial_s);
+    batch: B; any_present: False when no sample had a modality (then the rows are every pair,
+    encoded only for their shapes, and no row counts as present).
+    """
+    samples: torch.Tensor
+    modalities: torch.Tensor
+    features: List[torch.Tensor]
+    batch: int
+    any_present: bool
+
+    def fused(self, scale: int) -> torch.Tensor:
+        """(B, C_s, *spatial_s): per sample, the mean over its present modalities (zeros for a
+        sample without any). Absent modalities are never computed, so they cannot leak."""
+        f = self.features[scale]
+        total = f.new_zeros((self.batch, *f.shape[1:]))
+        if not self.any_present:
+            return total
+        counts = torch.bincount(self.samples, minlength=self.batch).clamp(min=1).to(f.dtype)
+        return total.index_add(0, self.samples, f) / counts.view(-1, *([1] * (f.ndim - 1)))
+
+    def present_features(self, scale: int) -> torch.Tensor:
+        """(P, C_s, *spatial_s), every present pair's own features (no rows without any)."""
+        f = self.features[scale]
+        return f if self.any_present else f[:0]
+
+    def subset_weights(self, subsets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(S * B, P), subset-major: row (s, b) averages the pairs of sample b whose modality is
+        in subset s (S, M) and present in ``mask`` (B, M); an empty row is all zero."""
+        combined = subsets[:, None, :] & mask[None]                                  # (S, B, M)
+        counts = combined.sum(-1).clamp(min=1)                                       # (S, B)
+        of_sample = self.samples[None, :] == torch.arange(self.batch, device=mask.device)[:, None]  # (B, P)
+        selected = combined[:, self.samples, self.modalities]                        # (S, P)
+        weights = of_sample[None] & selected[:, None, :]                             # (S, B, P)
+        return (weights / counts[..., None]).flatten(0, 1)
 
 
 class MultiEncoderUNet(nn.Module):
@@ -90,10 +130,23 @@ class MultiEncoderUNet(nn.Module):
         self.decoder = build_decoder(arch, decoder_interface(self.encoders[0], arch.features_per_stage),
                                      num_classes, deep_supervision)
 
-    def _encode(self, x: torch.Tensor) -> List[List[torch.Tensor]]:
-        """x (B, M, *spatial) -> per scale, M features (B, C_s, *spatial_s)."""
-        per_modality = [encoder(x[:, m:m + 1]) for m, encoder in enumerate(self.encoders)]
-        return [list(scale) for scale in zip(*per_modality)]
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> PresentEncoding:
+        """x (B, M, *spatial), mask (B, M) bool -> the encoder outputs of the present pairs.
+
+        Encoder m runs only on the samples that have modality m (exact: the plans' InstanceNorm
+        makes every sample independent of the others). With no modality in the whole batch
+        every encoder runs once so that the decoder still gets correctly shaped (zero) skips."""
+        pairs = mask if bool(mask.any()) else torch.ones_like(mask)
+        outputs, samples = [], []
+        for m, encoder in enumerate(self.encoders):
+            rows = pairs[:, m].nonzero(as_tuple=True)[0]
+            if rows.numel():
+                outputs.append(encoder(x[:, m:m + 1] if rows.numel() == x.shape[0] else x[rows, m:m + 1]))
+                samples.append((m, rows))
+        features = [torch.cat(scale) if len(scale) > 1 else scale[0] for scale in zip(*outputs)]
+        modalities = torch.cat([torch.full_like(rows, m) for m, rows in samples])
+        return PresentEncoding(torch.cat([rows for _, rows in samples]), modalities, features,
+                               x.shape[0], bool(mask.any()))
 
     def forward(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None,
                 return_all: bool = False) -> Union[Logits, "MultiModalOutput"]:
@@ -104,25 +157,28 @@ class MultiEncoderUNet(nn.Module):
         if return_all:
             return self.forward_all(x, modality_mask)
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
-        skips = [project(masked_mean(features, mask))
-                 for project, features in zip(self.projections, self._encode(x))]
-        return self.decoder(skips)
+        encoded = self._encode(x, mask)
+        return self.decoder([project(encoded.fused(s)) for s, project in enumerate(self.projections)])
 
     def forward_all(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None) -> MultiModalOutput:
         """Fused and per-modality outputs and decoder features from one encoder pass.
 
-        The decoder runs once on a batch of B * (1 + M): the fused skips followed by each
-        modality's own skips (modality-major). Modality m's own skips equal the fusion with only
-        m present, so ``unimodal[:, m]`` equals ``forward(x, mask with only m)``.
+        The decoder runs once on a batch of B + P: the fused skips followed by the own skips of
+        the P present (sample, modality) pairs; absent pairs are neither encoded nor decoded.
+        Modality m's own skips equal the fusion with only m present, so ``unimodal[b, m]``
+        equals ``forward(x, mask with only m)[b]`` wherever m is present in sample b.
         """
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
-        skips = [project(torch.cat([masked_mean(features, mask), *features]))
-                 for project, features in zip(self.projections, self._encode(x))]
+        encoded = self._encode(x, mask)
+        skips = [project(torch.cat([encoded.fused(s), encoded.present_features(s)]))
+                 for s, project in enumerate(self.projections)]
         logits, features = decode_with_features(self.decoder, skips)
         batch = x.shape[0]
+        pairs = (encoded.samples, encoded.modalities) if encoded.any_present else (mask, )
 
         def split(t: torch.Tensor):
-            return t[:batch], t[batch:].unflatten(0, (self.num_modalities, batch)).transpose(0, 1)
+            unimodal = t.new_zeros((batch, self.num_modalities, *t.shape[1:]))
+            return t[:batch], unimodal.index_put(pairs, t[batch:])
 
         if isinstance(logits, torch.Tensor):
             fused, unimodal = split(logits)
@@ -136,18 +192,20 @@ class MultiEncoderUNet(nn.Module):
         """Full-resolution logits (B, S, C, *spatial) for each of S modality subsets (S, M) bool,
         from one encoder pass: subset s fuses the modalities in it that are also present.
 
-        Equals ``forward(x, subset mask & modality mask)`` for every s (without deep supervision);
-        the decoder runs once on a batch of S * B. Used for the 15-subset evaluation.
+        Equals ``forward(x, subset mask & modality mask)`` for every s (without deep supervision):
+        each present modality is encoded and projected once, the S * B fused skips are weighted
+        means of those, and the decoder runs once on a batch of S * B (with the skip half of
+        each stage's first convolution on the P pairs only, see ``decode_mixtures``).
+        Used for the 15-subset evaluation.
         """
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         subsets = torch.as_tensor(subset_masks, device=x.device).bool()
-        combined = (subsets[:, None, :] & mask[None]).flatten(0, 1)  # (S*B, M), subset-major
-        repeats = subsets.shape[0]
-        skips = [project(masked_mean([f.repeat(repeats, *([1] * (f.ndim - 1))) for f in features], combined))
-                 for project, features in zip(self.projections, self._encode(x))]
-        logits, _ = decode_with_features(self.decoder, skips)
-        full = logits if isinstance(logits, torch.Tensor) else logits[0]
-        return full.unflatten(0, (repeats, x.shape[0])).transpose(0, 1)
+        encoded = self._encode(x, mask)
+        weights = encoded.subset_weights(subsets, mask)  # (S*B, P)
+        # projecting commutes with averaging: project the P present pairs, not the S*B mixtures
+        own = [project(f) for project, f in zip(self.projections, encoded.features)]
+        full = decode_mixtures(self.decoder, own, weights)
+        return full.unflatten(0, (subsets.shape[0], x.shape[0])).transpose(0, 1)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         """Number of feature-map elements stored by the convolutions for one sample of spatial
