@@ -4,9 +4,34 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from nnunet_prism import pipeline
+
+# modalities left out of the unlabelled test cases, in turn: what a clinic's folder may look like
+TEST_CASE_ABSENT_MODALITIES: Tuple[Tuple[str, ...], ...] = (("T1c", "T2"), ("FLAIR", "T1", "T1c"), ("T1",), ())
+
+
+def test_case_absent_modalities(num_test_cases: int) -> Dict[int, Tuple[str, ...]]:
+    """{test case index: modalities whose files the generator leaves out}, cycling through
+    ``TEST_CASE_ABSENT_MODALITIES``."""
+    pattern = TEST_CASE_ABSENT_MODALITIES
+    return {i: pattern[i % len(pattern)] for i in range(num_test_cases) if pattern[i % len(pattern)]}
+
+
+def copy_present_files(images_folder: Path, destination: Path) -> Path:
+    """Copy the channel files of ``images_folder`` that carry signal into ``destination``,
+    leaving out the all-zero images the converter writes for absent modalities: the folder as a
+    user would hand it to ``nnunet_prism predict``, absent files simply missing."""
+    from nnunet_prism.inference.absent_modalities import has_signal
+
+    destination = Path(destination)
+    shutil.rmtree(destination, ignore_errors=True)
+    destination.mkdir(parents=True)
+    for image in sorted(Path(images_folder).iterdir()):
+        if image.is_file() and has_signal(image):
+            shutil.copy2(image, destination / image.name)
+    return destination
 
 
 def prepare_synthetic_dataset(workdir: Path, dataset_id: int, env: Mapping[str, str], num_cases: int = 12,
@@ -15,7 +40,8 @@ def prepare_synthetic_dataset(workdir: Path, dataset_id: int, env: Mapping[str, 
                               label_based: bool = False, name: str = "SynBraTS",
                               log_file: Optional[Path] = None, echo: bool = True) -> Path:
     """Generate labelled (+ unlabelled test) cases, convert them with ``missing_rates`` and run
-    ``nnUNetv2_plan_and_preprocess`` for 3d_fullres. Returns the raw dataset folder."""
+    ``nnUNetv2_plan_and_preprocess`` for 3d_fullres. Returns the raw dataset folder.
+    The test cases (``imagesTs``) lack modalities as in ``test_case_absent_modalities``."""
     from dataset_conversion.brats import convert_brats
     from dataset_conversion.synthetic import generate_synthetic_brats
 
@@ -27,7 +53,8 @@ def prepare_synthetic_dataset(workdir: Path, dataset_id: int, env: Mapping[str, 
     sources = [source]
     if num_test_cases:
         generate_synthetic_brats(test_source, num_cases=num_test_cases, shape=tuple(shape), seed=seed + 1000,
-                                 prefix="SynBraTSTest", labelled=False)
+                                 prefix="SynBraTSTest", labelled=False,
+                                 drop_files=test_case_absent_modalities(num_test_cases))
         sources.append(test_source)
     folder = convert_brats(sources, dataset_id, name, raw_root=env["nnUNet_raw"],
                            missing_rates=list(missing_rates) if missing_rates else None, seed=seed,

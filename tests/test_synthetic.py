@@ -97,3 +97,19 @@ def test_drop_files_and_unlabelled(tmp_path):
 def test_bad_arguments(tmp_path, kwargs, words):
     with pytest.raises(ConversionError, match=words):
         generate_synthetic_brats(tmp_path, num_cases=2, **{"shape": (24, 24, 24), **kwargs})
+
+
+def test_demo_test_cases_lack_modalities_and_the_copy_leaves_zero_files_out(tmp_path):
+    from nnunet_prism.modalities import BRATS_MODALITIES
+    from nnunet_prism.synthetic_dataset import copy_present_files, test_case_absent_modalities
+
+    pattern = test_case_absent_modalities(5)
+    assert pattern[0] == ("T1c", "T2") and 3 not in pattern and pattern[4] == pattern[0]
+    assert all(set(names) < set(BRATS_MODALITIES) for names in pattern.values())  # never all four
+    source = tmp_path / "imagesTs"
+    source.mkdir()
+    for name, value in [("Case_000_0000.nii.gz", 1.0), ("Case_000_0001.nii.gz", 0.0)]:
+        sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 4, 4), value, np.float32)), str(source / name))
+    copied = copy_present_files(source, tmp_path / "given")
+    assert [p.name for p in copied.iterdir()] == ["Case_000_0000.nii.gz"]
+    assert sorted(p.name for p in source.iterdir()) == ["Case_000_0000.nii.gz", "Case_000_0001.nii.gz"]

@@ -4,7 +4,8 @@
    missing rates (PASSION's mr2468: FLAIR 0.2, T1 0.4, T1c 0.6, T2 0.8), plus complete labelled
    held-out cases; ``nnUNetv2_plan_and_preprocess``;
 2. ``nnUNetv2_train`` each trainer on a short schedule (same budget for all);
-3. ``nnunet_prism predict`` the unlabelled test cases, whose absent modality files stay absent;
+3. ``nnunet_prism predict`` the unlabelled test cases from a folder in which their absent
+   modality files are simply missing (each case says which modalities it used);
 4. ``nnunet_prism evaluate`` every trainer on all 15 modality subsets of the held-out cases;
 5. a side-by-side table (Markdown + CSV) and heatmap of the trainers.
 
@@ -60,7 +61,7 @@ def _nnunet_prism(*args) -> list:
 def run(args):
     from nnunet_prism.evaluation.comparison import TrainerComparison, write_comparison
     from nnunet_prism.evaluation.results import SubsetResults
-    from nnunet_prism.synthetic_dataset import prepare_complete_test_set, prepare_synthetic_dataset
+    from nnunet_prism.synthetic_dataset import copy_present_files, prepare_complete_test_set, prepare_synthetic_dataset
 
     workdir = Path(args.workdir).resolve()
     env = pipeline.nnunet_environment(workdir)
@@ -76,7 +77,9 @@ def run(args):
                                                args.shape, rates, args.seed, log_file=log)
     heldout = prepare_complete_test_set(workdir, args.dataset_id + 1, env, args.num_heldout_cases, args.shape,
                                         seed=args.seed + 777)
-    print(f"training set: {dataset_folder}\nheld-out complete cases: {heldout}", flush=True)
+    test_cases = copy_present_files(dataset_folder / "imagesTs", workdir / "test_cases_with_absent_files")
+    print(f"training set: {dataset_folder}\nheld-out complete cases: {heldout}\n"
+          f"test cases with absent modality files: {test_cases}", flush=True)
 
     hyperparameters = {"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations,
                        "num_val_iterations_per_epoch": max(1, args.iterations // 5)}
@@ -89,7 +92,7 @@ def run(args):
         pipeline.train(args.dataset_id, CONFIGURATION, 0, trainer, train_env, device=args.device, log_file=log)
 
         progress.step(f"nnunet_prism predict {trainer}: test cases with their absent modality files")
-        pipeline.run(_nnunet_prism("predict", "-i", dataset_folder / "imagesTs", "-o", workdir / "predictions" / trainer,
+        pipeline.run(_nnunet_prism("predict", "-i", test_cases, "-o", workdir / "predictions" / trainer,
                                    "-d", args.dataset_id, "-c", CONFIGURATION, "-tr", trainer, "-f", 0, *device),
                      train_env, log_file=log)
 

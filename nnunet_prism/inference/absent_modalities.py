@@ -58,7 +58,7 @@ def _check_geometry(case: str, files: Mapping[int, Path]) -> sitk.ImageFileReade
     return ref
 
 
-def _has_signal(path: Path) -> bool:
+def has_signal(path: Path) -> bool:
     """False for an all-zero image (which our networks treat as an absent modality)."""
     image = sitk.ReadImage(str(path))  # keep the image alive: the array view does not own its buffer
     return bool(np.any(sitk.GetArrayViewFromImage(image)))
@@ -90,7 +90,7 @@ def complete_cases(cases: CaseFiles, scratch: os.PathLike, file_ending: str, num
             raise ModalityError(f"case '{case}' has no modality file")
         _check_geometry(case, files)
         reference = next(iter(files.values()))
-        present = [c for c, path in sorted(files.items()) if _has_signal(path)]
+        present = [c for c, path in sorted(files.items()) if has_signal(path)]
         if not present:
             raise ModalityError(f"case '{case}': every modality file is missing or all zero "
                                 f"({', '.join(p.name for p in files.values())}); nothing to predict from")

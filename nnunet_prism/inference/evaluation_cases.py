@@ -14,7 +14,7 @@ from typing import List, Mapping, Optional
 
 import numpy as np
 
-from nnunet_prism.inference.absent_modalities import _has_signal, group_case_files
+from nnunet_prism.inference.absent_modalities import has_signal, group_case_files
 from nnunet_prism.modalities import ModalityError, modality_names, read_availability
 
 
@@ -57,7 +57,7 @@ def folder_cases(images_folder: os.PathLike, labels_folder: os.PathLike, dataset
     num_channels = len(modality_names(dataset_json))
     cases = []
     for name, files in group_case_files(images_folder, ending, num_channels).items():
-        available = np.array([c in files and _has_signal(files[c]) for c in range(num_channels)])
+        available = np.array([c in files and has_signal(files[c]) for c in range(num_channels)])
         if not available.any():
             raise ModalityError(f"case '{name}' in {images_folder} has no modality with signal")
         missing = [c for c in range(num_channels) if c not in files]
