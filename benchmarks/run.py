@@ -103,11 +103,12 @@ def summary_markdown(report) -> str:
     lines = [f"Machine: {report['machine']}; device {report['device']}; "
              f"{report['date']}; command: `{report['command']}`", ""]
     base = report["step"][BASELINE]
-    lines += ["| trainer | step time | ratio | peak memory | ratio | params | ratio | patch inference | ratio | "
-              "15 subsets / patch |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| trainer | step time | ratio | modalities / sample | peak memory | ratio | params | ratio | "
+              "patch inference | ratio | 15 subsets / patch |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["step"].items():
         subsets = f"{r['patch_all_subsets_s'] / r['patch_forward_s']:.2f}x" if "patch_all_subsets_s" in r else "–"
         lines.append(f"| {name} | {r['step_s']:.2f} s | {r['step_s'] / base['step_s']:.2f}x | "
+                     f"{r.get('present_modalities_per_sample', float('nan')):.2f} | "
                      f"{r['peak_memory_mb']:.0f} MB | {r['peak_memory_mb'] / base['peak_memory_mb']:.2f}x | "
                      f"{r['parameters'] / 1e6:.2f} M | {r['parameters'] / base['parameters']:.2f}x | "
                      f"{r['patch_forward_s'] * 1000:.0f} ms | {r['patch_forward_s'] / base['patch_forward_s']:.2f}x | "
@@ -130,7 +131,7 @@ def main():
     parser.add_argument("--workdir", default=str(REPO / "benchmarks" / "output"))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--trainers", nargs="+", default=TRAINERS)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=8, help="training steps timed per trainer (different batches)")
     parser.add_argument("--num-cases", type=int, default=16)
     parser.add_argument("--test-cases", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=4)
