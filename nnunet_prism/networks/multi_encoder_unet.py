@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from nnunet_prism.networks.decoding import decode_mixtures, decode_with_features
+from nnunet_prism.networks.decoding import decode_mixtures, decode_with_features, mix_rows
 from nnunet_prism.networks.fusion import resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
@@ -63,39 +63,43 @@ class PresentEncoding:
     """Encoder outputs of the present (sample, modality) pairs, modality-major.
 
     samples, modalities: (P,) long, the pair of every row; features: per scale (P, C_s, *spatial_s);
-    batch: B; any_present: False when no sample had a modality (then the rows are every pair,
-    encoded only for their shapes, and no row counts as present).
+    mask: (B, M) bool, the modalities present. When no sample has any modality, the rows are
+    every pair, encoded only for their shapes, and none of them counts.
     """
     samples: torch.Tensor
     modalities: torch.Tensor
     features: List[torch.Tensor]
-    batch: int
-    any_present: bool
+    mask: torch.Tensor
+
+    @property
+    def any_present(self) -> bool:
+        return bool(self.mask.any())
+
+    def subset_weights(self, subsets: torch.Tensor) -> torch.Tensor:
+        """(S * B, P), subset-major: row (s, b) averages the rows of sample b whose modality is
+        in subset s (S, M) and present; a row with no such modality is all zero."""
+        combined = subsets[:, None, :] & self.mask[None]                             # (S, B, M)
+        counts = combined.sum(-1).clamp(min=1)                                       # (S, B)
+        batch = torch.arange(self.mask.shape[0], device=self.mask.device)
+        of_sample = self.samples[None, :] == batch[:, None]                          # (B, P)
+        selected = combined[:, self.samples, self.modalities]                        # (S, P)
+        weights = of_sample[None] & selected[:, None, :]                             # (S, B, P)
+        return (weights / counts[..., None]).flatten(0, 1)
 
     def fused(self, scale: int) -> torch.Tensor:
         """(B, C_s, *spatial_s): per sample, the mean over its present modalities (zeros for a
         sample without any). Absent modalities are never computed, so they cannot leak."""
-        f = self.features[scale]
-        total = f.new_zeros((self.batch, *f.shape[1:]))
-        if not self.any_present:
-            return total
-        counts = torch.bincount(self.samples, minlength=self.batch).clamp(min=1).to(f.dtype)
-        return total.index_add(0, self.samples, f) / counts.view(-1, *([1] * (f.ndim - 1)))
+        every_modality = torch.ones(1, self.mask.shape[1], dtype=torch.bool, device=self.mask.device)
+        return mix_rows(self.subset_weights(every_modality), self.features[scale])
+
+    def present_pairs(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(samples, modalities) of the rows that count (none when no modality is present)."""
+        return (self.samples, self.modalities) if self.any_present else (self.samples[:0], self.modalities[:0])
 
     def present_features(self, scale: int) -> torch.Tensor:
-        """(P, C_s, *spatial_s), every present pair's own features (no rows without any)."""
+        """(P, C_s, *spatial_s), the own features of the rows that count."""
         f = self.features[scale]
         return f if self.any_present else f[:0]
-
-    def subset_weights(self, subsets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(S * B, P), subset-major: row (s, b) averages the pairs of sample b whose modality is
-        in subset s (S, M) and present in ``mask`` (B, M); an empty row is all zero."""
-        combined = subsets[:, None, :] & mask[None]                                  # (S, B, M)
-        counts = combined.sum(-1).clamp(min=1)                                       # (S, B)
-        of_sample = self.samples[None, :] == torch.arange(self.batch, device=mask.device)[:, None]  # (B, P)
-        selected = combined[:, self.samples, self.modalities]                        # (S, P)
-        weights = of_sample[None] & selected[:, None, :]                             # (S, B, P)
-        return (weights / counts[..., None]).flatten(0, 1)
 
 
 class MultiEncoderUNet(nn.Module):
@@ -145,8 +149,7 @@ class MultiEncoderUNet(nn.Module):
                 samples.append((m, rows))
         features = [torch.cat(scale) if len(scale) > 1 else scale[0] for scale in zip(*outputs)]
         modalities = torch.cat([torch.full_like(rows, m) for m, rows in samples])
-        return PresentEncoding(torch.cat([rows for _, rows in samples]), modalities, features,
-                               x.shape[0], bool(mask.any()))
+        return PresentEncoding(torch.cat([rows for _, rows in samples]), modalities, features, mask)
 
     def forward(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None,
                 return_all: bool = False) -> Union[Logits, "MultiModalOutput"]:
@@ -174,7 +177,7 @@ class MultiEncoderUNet(nn.Module):
                  for s, project in enumerate(self.projections)]
         logits, features = decode_with_features(self.decoder, skips)
         batch = x.shape[0]
-        pairs = (encoded.samples, encoded.modalities) if encoded.any_present else (mask, )
+        pairs = encoded.present_pairs()
 
         def split(t: torch.Tensor):
             unimodal = t.new_zeros((batch, self.num_modalities, *t.shape[1:]))
@@ -201,7 +204,7 @@ class MultiEncoderUNet(nn.Module):
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         subsets = torch.as_tensor(subset_masks, device=x.device).bool()
         encoded = self._encode(x, mask)
-        weights = encoded.subset_weights(subsets, mask)  # (S*B, P)
+        weights = encoded.subset_weights(subsets)  # (S*B, P)
         # projecting commutes with averaging: project the P present pairs, not the S*B mixtures
         own = [project(f) for project, f in zip(self.projections, encoded.features)]
         full = decode_mixtures(self.decoder, own, weights)
