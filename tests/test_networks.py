@@ -270,19 +270,24 @@ def test_user_errors_are_value_errors(plans):
         network(x, torch.ones(2, 3, dtype=torch.bool))
 
 
-def test_forward_subsets_equals_separate_forwards():
-    from nnunet_prism.modalities import subset_masks
-    torch.manual_seed(0)
+def small_plain_unet(decoder_convs: int, deep_supervision: bool):
+    """A 3-stage, 3-modality, 2-class MultiEncoderUNet (8/16/32 features), in eval mode."""
     arch_kwargs = {
         "n_stages": 3, "features_per_stage": [8, 16, 32], "conv_op": "torch.nn.modules.conv.Conv3d",
         "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-        "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
+        "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [decoder_convs] * 2, "conv_bias": True,
         "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
         "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
         "nonlin_kwargs": {"inplace": True}}
-    net = build_multi_encoder_unet("dynamic_network_architectures.architectures.unet.PlainConvUNet", arch_kwargs,
-                                   ["conv_op", "norm_op", "dropout_op", "nonlin"], 3, 2,
-                                   enable_deep_supervision=True).eval()
+    return build_multi_encoder_unet("dynamic_network_architectures.architectures.unet.PlainConvUNet", arch_kwargs,
+                                    ["conv_op", "norm_op", "dropout_op", "nonlin"], 3, 2,
+                                    enable_deep_supervision=deep_supervision).eval()
+
+
+def test_forward_subsets_equals_separate_forwards():
+    from nnunet_prism.modalities import subset_masks
+    torch.manual_seed(0)
+    net = small_plain_unet(decoder_convs=1, deep_supervision=True)
     x = torch.randn(2, 3, 16, 16, 16)
     x[1, 2] = 0  # modality 2 absent in sample 1
     masks = torch.as_tensor(subset_masks(3))
@@ -316,16 +321,7 @@ def test_decode_mixtures_equals_decoding_mixed_skips():
     """The linear shortcut is exact, also for rows whose weights sum to 0 (conv biases)."""
     from nnunet_prism.networks.decoding import decode_mixtures, mix_rows
     torch.manual_seed(1)
-    arch_kwargs = {
-        "n_stages": 3, "features_per_stage": [8, 16, 32], "conv_op": "torch.nn.modules.conv.Conv3d",
-        "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-        "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [2, 2], "conv_bias": True,
-        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-        "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True}}
-    net = build_multi_encoder_unet("dynamic_network_architectures.architectures.unet.PlainConvUNet", arch_kwargs,
-                                   ["conv_op", "norm_op", "dropout_op", "nonlin"], 3, 2,
-                                   enable_deep_supervision=False).eval()
+    net = small_plain_unet(decoder_convs=2, deep_supervision=False)
     for p in net.decoder.parameters():  # non-zero biases everywhere
         p.data.normal_()
     skips = [torch.randn(3, c, *(16 // 2 ** i,) * 3) for i, c in enumerate([8, 16, 32])]
