@@ -1,5 +1,5 @@
 """Run dynamic_network_architectures' UNetDecoder: keeping its last feature map, or on weighted
-mixtures of skip sets (the modality subsets of a multi-encoder network)."""
+mixtures of projected skip sets (the fused, unimodal and subset inputs of a multi-encoder network)."""
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple, Union
@@ -45,27 +45,44 @@ def _split_first_conv(stage):
     return None
 
 
-def decode_mixtures(decoder: UNetDecoder, skips: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """Full-resolution logits (N, C, *spatial) of ``decoder`` on N inputs whose skips are weighted
-    means of P skip sets: equals ``decoder([mix_rows(weights, s) for s in skips])`` without deep
-    supervision.
+def _skip_weight(conv: nn.Module, upsampled_width: int, projection: nn.Module) -> torch.Tensor:
+    """The skip half of ``conv``'s weight composed with a bias-free 1x1 ``projection``:
+    (C_out, C_up + C_s, *k) and (C_s, C_r, 1...) -> (C_out, C_r, *k), so that
+    conv_skip(projection(x)) = conv(x, composed weight) for x with C_r channels."""
+    return torch.einsum('oc...,cr->or...', conv.weight[:, upsampled_width:], projection.weight.flatten(1))
 
-    skips: per scale (P, C_s, *spatial_s), highest resolution first; weights: (N, P).
-    Uses linearity to do less work when N > P: the first convolution of every decoder stage
-    sees cat(upsampled, skip), and its skip half (a bias-free convolution) is applied to the P
-    skip sets and then mixed, so only the rest runs on N rows. For the 15 subsets of 4
-    modalities this removes about a quarter of the decoder's multiply-adds.
+
+def decode_mixtures(decoder: UNetDecoder, skips: Sequence[torch.Tensor], weights: torch.Tensor,
+                    projections: Sequence[nn.Module]
+                    ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], torch.Tensor]:
+    """``decode_with_features`` of N inputs whose skips are projected weighted means of P skip
+    sets: equals ``decode_with_features(decoder, [project(mix_rows(weights, s)) ...])``.
+
+    skips: per scale (P, C_r_s, *spatial_s), highest resolution first (the narrow encoder
+    outputs); weights: (N, P); projections: per scale a bias-free 1x1 conv C_r_s -> C_s.
+    Returns the decoder's logits (a list with deep supervision) and its highest-resolution
+    features (N, features_per_stage[0], *spatial).
+
+    Uses linearity so that the skips are only touched P times, at their narrow width: every
+    decoder stage's first convolution sees cat(upsampled, skip); its skip half (bias-free)
+    composed with the 1x1 projection is one convolution C_r_s -> C_out, applied to the P skip
+    sets and then mixed into the N rows. The projections never run at full resolution. Falls
+    back to the plain computation for decoder stages built differently.
     """
     stages = [_split_first_conv(stage) for stage in decoder.stages]
     if any(s is None for s in stages):
-        logits = decoder([mix_rows(weights, s) for s in skips])
-        return logits[0] if isinstance(logits, (list, tuple)) else logits
-    features = mix_rows(weights, skips[-1])
-    for s, (upsample, (first, rest)) in enumerate(zip(decoder.transpconvs, stages)):
+        return decode_with_features(decoder, [project(mix_rows(weights, s)) for project, s in zip(projections, skips)])
+    features = mix_rows(weights, projections[-1](skips[-1]))
+    last = len(stages) - 1
+    logits = []
+    for s, (upsample, (first, rest), seg_layer) in enumerate(zip(decoder.transpconvs, stages, decoder.seg_layers)):
         conv = first.conv
         upsampled = upsample(features)
         width = upsampled.shape[1]
-        skip_term = mix_rows(weights, conv._conv_forward(skips[-(s + 2)], conv.weight[:, width:], None))
-        features = conv._conv_forward(upsampled, conv.weight[:, :width], conv.bias) + skip_term
+        skip_term = conv._conv_forward(skips[-(s + 2)], _skip_weight(conv, width, projections[-(s + 2)]), None)
+        features = conv._conv_forward(upsampled, conv.weight[:, :width], conv.bias) + mix_rows(weights, skip_term)
         features = rest(first.all_modules[1:](features))
-    return decoder.seg_layers[-1](features)
+        if decoder.deep_supervision or s == last:
+            logits.append(seg_layer(features))
+    logits.reverse()
+    return (logits if decoder.deep_supervision else logits[0]), features

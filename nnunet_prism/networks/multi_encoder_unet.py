@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunet_prism.networks.decoding import decode_mixtures, decode_with_features, mix_rows
+from nnunet_prism.networks.decoding import decode_mixtures, mix_rows
 from nnunet_prism.networks.fusion import resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
@@ -96,10 +96,13 @@ class PresentEncoding:
         """(samples, modalities) of the rows that count (none when no modality is present)."""
         return (self.samples, self.modalities) if self.any_present else (self.samples[:0], self.modalities[:0])
 
-    def present_features(self, scale: int) -> torch.Tensor:
-        """(P, C_s, *spatial_s), the own features of the rows that count."""
-        f = self.features[scale]
-        return f if self.any_present else f[:0]
+    def fused_and_own_weights(self) -> torch.Tensor:
+        """(B + P', P): the B fused rows, then one row per pair that counts (P' = P, or 0 when
+        no modality is present) selecting its own features."""
+        every_modality = torch.ones(1, self.mask.shape[1], dtype=torch.bool, device=self.mask.device)
+        rows = self.samples.shape[0]
+        own = torch.eye(rows, dtype=torch.float32, device=self.mask.device)[:rows if self.any_present else 0]
+        return torch.cat([self.subset_weights(every_modality), own])
 
 
 class MultiEncoderUNet(nn.Module):
@@ -168,20 +171,21 @@ class MultiEncoderUNet(nn.Module):
 
         The decoder runs once on a batch of B + P: the fused skips followed by the own skips of
         the P present (sample, modality) pairs; absent pairs are neither encoded nor decoded.
+        The skips enter only through ``decode_mixtures``: projected and convolved P times, at
+        the encoders' narrow width, then mixed into the B + P rows.
         Modality m's own skips equal the fusion with only m present, so ``unimodal[b, m]``
         equals ``forward(x, mask with only m)[b]`` wherever m is present in sample b.
         """
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         encoded = self._encode(x, mask)
-        skips = [project(torch.cat([encoded.fused(s), encoded.present_features(s)]))
-                 for s, project in enumerate(self.projections)]
-        logits, features = decode_with_features(self.decoder, skips)
+        logits, features = decode_mixtures(self.decoder, encoded.features, encoded.fused_and_own_weights(),
+                                           self.projections)
         batch = x.shape[0]
         pairs = encoded.present_pairs()
 
         def split(t: torch.Tensor):
-            unimodal = t.new_zeros((batch, self.num_modalities, *t.shape[1:]))
-            return t[:batch], unimodal.index_put(pairs, t[batch:])
+            fused, own = t.split([batch, t.shape[0] - batch])
+            return fused, own.new_zeros((batch, self.num_modalities, *t.shape[1:])).index_put(pairs, own)
 
         if isinstance(logits, torch.Tensor):
             fused, unimodal = split(logits)
@@ -196,18 +200,17 @@ class MultiEncoderUNet(nn.Module):
         from one encoder pass: subset s fuses the modalities in it that are also present.
 
         Equals ``forward(x, subset mask & modality mask)`` for every s (without deep supervision):
-        each present modality is encoded and projected once, the S * B fused skips are weighted
-        means of those, and the decoder runs once on a batch of S * B (with the skip half of
-        each stage's first convolution on the P pairs only, see ``decode_mixtures``).
+        each present modality is encoded once, the S * B fused skips are weighted means of
+        those, and the decoder runs once on a batch of S * B (with the skip half of each stage's
+        first convolution, composed with the projection, on the P pairs only; see
+        ``decode_mixtures``).
         Used for the 15-subset evaluation.
         """
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         subsets = torch.as_tensor(subset_masks, device=x.device).bool()
         encoded = self._encode(x, mask)
-        weights = encoded.subset_weights(subsets)  # (S*B, P)
-        # projecting commutes with averaging: project the P present pairs, not the S*B mixtures
-        own = [project(f) for project, f in zip(self.projections, encoded.features)]
-        full = decode_mixtures(self.decoder, own, weights)
+        logits, _ = decode_mixtures(self.decoder, encoded.features, encoded.subset_weights(subsets), self.projections)
+        full = logits[0] if isinstance(logits, list) else logits
         return full.unflatten(0, (subsets.shape[0], x.shape[0])).transpose(0, 1)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
