@@ -99,6 +99,12 @@ def add_quality(report, evaluations, workdir) -> None:
             "most_missing_alone_dice": summary["dice_per_subset"][most_missing]})
 
 
+def same_batches(step_results: dict) -> bool:
+    """Whether every trainer's step time was measured on the same training cases."""
+    keys = [r.get("batch_keys") for r in step_results.values()]
+    return all(k == keys[0] for k in keys)
+
+
 def summary_markdown(report) -> str:
     lines = [f"Machine: {report['machine']}; device {report['device']}; "
              f"{report['date']}; command: `{report['command']}`", ""]
@@ -113,6 +119,10 @@ def summary_markdown(report) -> str:
                      f"{r['parameters'] / 1e6:.2f} M | {r['parameters'] / base['parameters']:.2f}x | "
                      f"{r['patch_forward_s'] * 1000:.0f} ms | {r['patch_forward_s'] / base['patch_forward_s']:.2f}x | "
                      f"{subsets} |")
+    batches = "the same cases for every trainer" if same_batches(report["step"]) else \
+        "NOT the same cases for every trainer: compare with care"
+    lines += ["", f"Step time: mean over {base['steps']} training batches ({batches}); "
+                  "medians and every step's time are in results.json."]
     if report.get("quality"):
         q = report["quality"]
         lines += ["", f"Quality after {report['budget']} (same for every trainer), "
@@ -131,7 +141,8 @@ def main():
     parser.add_argument("--workdir", default=str(REPO / "benchmarks" / "output"))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--trainers", nargs="+", default=TRAINERS)
-    parser.add_argument("--steps", type=int, default=8, help="training steps timed per trainer (different batches)")
+    parser.add_argument("--steps", type=int, default=12,
+                        help="training steps timed per trainer (different batches; the mean is reported)")
     parser.add_argument("--num-cases", type=int, default=16)
     parser.add_argument("--test-cases", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=4)

@@ -1,8 +1,11 @@
 """Measure one trainer in this process: training step time, peak memory, parameters, and the
 network's per-patch inference time (one forward; for multi-encoder networks also all 15 subsets
-from one encoder pass). Prints one JSON line. The step time is the median over ``--steps``
-different batches (the same cases for every trainer), after one warm-up step. Called by
-``run.py`` once per trainer, each in its own process so that peak memory is that trainer's alone.
+from one encoder pass). Prints one JSON line. The step time is the mean over ``--steps``
+different batches (the same cases for every trainer, recorded as ``batch_keys``), after one
+warm-up step: what an epoch costs per iteration. (A multi-encoder step costs more the more
+modalities its samples have, so per-batch times cluster by that count and their median jumps
+between clusters; the median and every step's time are recorded too.) Called by ``run.py`` once
+per trainer, each in its own process so that peak memory is that trainer's alone.
 
     python benchmarks/trainer_step.py DATASET_ID TRAINER [--steps N] [--device cpu|cuda]
 """
@@ -30,7 +33,7 @@ def present_modalities(trainer, batches) -> float:
     return float(numpy.mean([trainer.case_availability(b["keys"]).sum(1).float().mean().item() for b in batches]))
 
 
-def timed(fn, device, repeats):
+def step_times(fn, device, repeats):
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -40,7 +43,11 @@ def timed(fn, device, repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def timed(fn, device, repeats):
+    return statistics.median(step_times(fn, device, repeats))
 
 
 def main():
@@ -48,7 +55,7 @@ def main():
     parser.add_argument("dataset")
     parser.add_argument("trainer")
     parser.add_argument("--configuration", default="3d_fullres")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -58,17 +65,22 @@ def main():
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    numpy.random.seed(0)  # nnU-Net's loader samples cases with numpy: every trainer gets the same batches
     trainer = get_trainer_from_args(args.dataset, args.configuration, 0, args.trainer, device=device)
     trainer.on_train_start()  # nnU-Net's own set-up: network, optimiser, data loaders
-    batches = [next(trainer.dataloader_train) for _ in range(args.steps + 1)]
+    batches = []
+    for i in range(args.steps + 1):
+        # nnU-Net's loader picks cases with the global numpy RNG (in this process when
+        # nnUNet_n_proc_DA=0): seeding before every batch gives every trainer the same cases,
+        # whatever its augmentation draws
+        numpy.random.seed(i)
+        batches.append(next(trainer.dataloader_train))
     trainer.network.train()
     trainer.train_step(batches[0])  # warm-up
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     base_memory = peak_memory_mb(device)
     remaining = iter(batches[1:])
-    step = timed(lambda: trainer.train_step(next(remaining)), device, args.steps)
+    steps = step_times(lambda: trainer.train_step(next(remaining)), device, args.steps)
     train_peak = peak_memory_mb(device)
 
     network = trainer.network
@@ -77,7 +89,9 @@ def main():
     patch = torch.randn(1, trainer.num_input_channels, *trainer.configuration_manager.patch_size, device=device)
     with torch.no_grad():
         forward = timed(lambda: network(patch), device, args.steps)
-        result = {"trainer": args.trainer, "step_s": step, "steps": args.steps,
+        result = {"trainer": args.trainer, "step_s": statistics.mean(steps), "steps": args.steps,
+                  "step_median_s": statistics.median(steps), "step_times_s": steps,
+                  "batch_keys": [[str(k) for k in b["keys"]] for b in batches[1:]],
                   "present_modalities_per_sample": present_modalities(trainer, batches[1:]), "patch_forward_s": forward,
                   "peak_memory_mb": train_peak, "memory_before_steps_mb": base_memory,
                   "parameters": sum(p.numel() for p in network.parameters()),

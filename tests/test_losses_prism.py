@@ -424,3 +424,34 @@ def test_losses_are_float32_under_autocast():
     assert pixel.dtype == proto.loss.dtype == torch.float32
     assert torch.allclose(proto.loss, ref_proto.loss, rtol=1e-5, atol=1e-12)
     assert torch.allclose(pixel, ref_pixel, rtol=5e-2)  # only the bf16 inputs differ
+
+
+@pytest.mark.parametrize("region_based", [False, True])
+def test_prism_distillation_loss_on_pair_rows_equals_dense(region_based):
+    """The trainer passes one student row per present pair (MultiModalOutput.students, in the
+    network's modality-major order); the result equals the dense (B, M, ...) form."""
+    b, m, c, f = 3, 3, 3, 4
+    spatial = SPATIAL[3]
+    teacher_logits = [torch.randn(b, c, *spatial, generator=_gen(30))]
+    dense_logits = torch.randn(b, m, c, *spatial, generator=_gen(31))
+    tf = torch.randn(b, f, *spatial, generator=_gen(32))
+    dense_features = torch.randn(b, m, f, *spatial, generator=_gen(33))
+    target = _region_target(b, spatial, c, 34) if region_based else _label_target(b, spatial, c, 34)
+    if not region_based:
+        target[2] = 0  # sample 2 has no foreground: its pairs are skipped by the semantic term
+    mask = torch.tensor([[1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=torch.bool)
+    modalities, samples = mask.T.nonzero(as_tuple=True)  # modality-major, like the network
+    e = torch.tensor([1.0, 2.0, 0.5])
+    dense_total, dense_stats = prism_distillation_loss(teacher_logits, [dense_logits], tf, dense_features,
+                                                       [target], mask, e, region_based=region_based)
+    rows_logits = dense_logits[samples, modalities].requires_grad_()
+    rows_features = dense_features[samples, modalities].requires_grad_()
+    total, stats = prism_distillation_loss(teacher_logits, [rows_logits], tf, rows_features, [target], mask, e,
+                                           region_based=region_based, pairs=(samples, modalities))
+    assert total.item() == pytest.approx(dense_total.item(), rel=1e-6)
+    for key in ("pixel", "proto", "gap", "rp", "omega"):
+        torch.testing.assert_close(stats[key], dense_stats[key])
+    total.backward()
+    assert rows_logits.grad.flatten(1).abs().sum(1).gt(0).all()
+    with pytest.raises(ValueError, match="one row per present pair"):
+        pixel_distillation_loss(teacher_logits, [rows_logits[1:]], mask, pairs=(samples, modalities))

@@ -210,6 +210,11 @@ def test_stacked_unimodal_outputs_equal_separate_single_modality_forwards(plans,
                      [t[present] for t in network(x, only_m)], atol=5e-5)  # batch-size float noise
         assert shapes(out.unimodal_logits(m)) == shapes(out.fused)
     assert all(not t[1, 3].any() for t in out.unimodal) and not out.unimodal_features[1, 3].any()
+    # the compact rows behind the dense view: 7 present pairs, modality-major
+    assert out.modalities.tolist() == [0, 0, 1, 1, 2, 2, 3] and out.samples.tolist() == [0, 1, 0, 1, 0, 1, 0]
+    assert out.student_features.shape == (7, features, *x.shape[2:])
+    assert out.student_rows(3).tolist() == [6]
+    assert torch.equal(out.students[0][6], out.unimodal[0][0, 3])
 
 
 @torch.no_grad()

@@ -96,6 +96,22 @@ def kl_divergence_map(teacher_logits: torch.Tensor, student_logits: torch.Tensor
     return (t * t) * kl
 
 
+def present_pairs(modality_mask: torch.Tensor,
+                  pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(samples, modalities), (P,) each, of the student rows: ``pairs`` when the students are
+    given as one row per pair, else the True entries of ``modality_mask`` (B, M), sample-major."""
+    if pairs is not None:
+        return pairs
+    return modality_mask.nonzero(as_tuple=True)
+
+
+def student_rows(student: torch.Tensor, samples: torch.Tensor, modalities: torch.Tensor,
+                 dense: bool) -> torch.Tensor:
+    """(P, ...) rows of the pairs: gathered from a dense (B, M, ...) tensor, or ``student``
+    itself when it already has one row per pair."""
+    return student[samples, modalities] if dense else student
+
+
 def pixel_distillation_loss(teacher_logits: TensorOrList, student_logits: TensorOrList,
                             modality_mask: torch.Tensor,
                             ds_weights: Optional[Sequence[float]] = None,
@@ -103,14 +119,17 @@ def pixel_distillation_loss(teacher_logits: TensorOrList, student_logits: Tensor
                             region_based: bool = False,
                             prob_floor: Optional[float] = None,
                             class_reduction: str = "mean",
-                            return_per_sample: bool = False
+                            return_per_sample: bool = False,
+                            pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
                             ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """Pixel-wise self-distillation L_pixel^m of every modality, deep-supervised.
 
     Shapes: teacher_logits per deep-supervision level (B, C, *spatial) (fused output);
-    student_logits per level (B, M, C, *spatial) (unimodal outputs); modality_mask (B, M) bool;
-    2D or 3D spatial. A single tensor counts as one level.
-    Returns per_modality (M,), and with ``return_per_sample`` also per_sample (B, M).
+    student_logits per level (B, M, C, *spatial) (unimodal outputs), or, with ``pairs`` =
+    (samples, modalities) (P,) each, (P, C, *spatial) with one row per present pair (as
+    ``MultiModalOutput.students``); modality_mask (B, M) bool; 2D or 3D spatial. A single tensor
+    counts as one level. Returns per_modality (M,), and with ``return_per_sample`` also
+    per_sample (B, M).
     Formula: L_pixel^{n,m} = sum_l w_l * T^2 * mean_{voxels} red_{c} KL_c(p_t^l || p_s^{m,l})
     (PASSION, ACM MM 2024; "PRISM – Methodik", pixel-wise self-distillation).
     - ds_weights: normalised to sum 1 (None: 1, 1/2, 1/4, ... like nnU-Net); zero-weight
@@ -132,23 +151,23 @@ def pixel_distillation_loss(teacher_logits: TensorOrList, student_logits: Tensor
     if class_reduction not in ("mean", "sum"):
         raise ValueError(f"class_reduction must be 'mean' or 'sum', got {class_reduction!r}")
     mask = modality_mask.to(device=students[0].device, dtype=torch.bool)
-    batch, num_modalities = students[0].shape[:2]
-    if mask.shape != (batch, num_modalities):
+    batch, num_modalities = mask.shape
+    dense = pairs is None
+    if dense and tuple(students[0].shape[:2]) != (batch, num_modalities):
         raise ValueError(f"modality mask {tuple(mask.shape)} does not match student logits "
-                         f"(batch {batch}, {num_modalities} modalities)")
+                         f"(batch {students[0].shape[0]}, {students[0].shape[1]} modalities)")
     weights = deep_supervision_weights(len(teachers), ds_weights)
-    b_idx, m_idx = mask.nonzero(as_tuple=True)
+    b_idx, m_idx = present_pairs(mask, pairs)
     values = students[0].new_zeros(b_idx.shape[0], dtype=torch.float32)
     for w, teacher, student in zip(weights, teachers, students):
         if w == 0:
             continue
-        if student.shape[:2] != (batch, num_modalities) or student.shape[2:] != teacher.shape[1:] \
-                or teacher.shape[0] != batch:
-            raise ValueError(f"student logits {tuple(student.shape)} must be (B, M, *teacher.shape[1:]) "
-                             f"for teacher logits {tuple(teacher.shape)}")
+        student = student_rows(student, b_idx, m_idx, dense)
+        if teacher.shape[0] != batch or student.shape != (b_idx.shape[0], *teacher.shape[1:]):
+            raise ValueError(f"student logits {tuple(student.shape)} (one row per present pair) must be "
+                             f"(P, *teacher.shape[1:]) for teacher logits {tuple(teacher.shape)}")
         with full_precision(student):
-            kl = kl_divergence_map(teacher.detach()[b_idx], student[b_idx, m_idx], temperature,
-                                   region_based, prob_floor)
+            kl = kl_divergence_map(teacher.detach()[b_idx], student, temperature, region_based, prob_floor)
         kl = kl.flatten(2)  # (P, C, V)
         per_pair = kl.sum(1).mean(1) if class_reduction == "sum" else kl.mean((1, 2))
         values = values + w * per_pair

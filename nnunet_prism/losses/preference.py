@@ -197,12 +197,15 @@ def prism_distillation_loss(teacher_logits: TensorOrList, student_logits: Tensor
                             temperature: float = DEFAULT_TEMPERATURE,
                             lambda_pixel: float = DEFAULT_LAMBDA_PIXEL,
                             lambda_proto: float = DEFAULT_LAMBDA_PROTO,
+                            pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
                             **kwargs) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """The PRISM distillation objective (added to the segmentation loss by the trainer).
 
     Shapes: logits as in :func:`pixel_distillation_loss` (per level (B, C, *s) and
     (B, M, C, *s)); features and target as in :func:`prototype_distillation`; modality_mask
-    (B, M) bool; coefficients E (M,) (``PreferenceState.coefficients()``).
+    (B, M) bool; coefficients E (M,) (``PreferenceState.coefficients()``). With ``pairs``
+    (samples, modalities) the students are one row per present pair (``MultiModalOutput``'s
+    ``students`` and ``student_features``), else dense (B, M, ...).
     Formula: L = 1/B sum_n sum_{m: C_nm = 1} (lambda1 E^m L_pixel^{n,m} + lambda2 omega_n^m L_proto^{n,m})
     (PASSION, ACM MM 2024; "PRISM – Methodik", overall objective).
     Reduction: per-sample sum over present modalities, mean over the batch (equals the official
@@ -217,9 +220,9 @@ def prism_distillation_loss(teacher_logits: TensorOrList, student_logits: Tensor
     mask = modality_mask.to(dtype=torch.bool)
     _, pixel = pixel_distillation_loss(teacher_logits, student_logits, mask, ds_weights,
                                        temperature, region_based, return_per_sample=True,
-                                       **pixel_kwargs)
+                                       pairs=pairs, **pixel_kwargs)
     proto = prototype_distillation(teacher_features, student_features, target, mask,
-                                   region_based, **kwargs)
+                                   region_based, pairs=pairs, **kwargs)
     mask = mask.to(pixel.device)
     rp, rp_valid = relative_preference(proto.gap, mask, proto.valid)
     omega = preference_mask(rp, rp_valid)

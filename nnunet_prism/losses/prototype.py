@@ -14,12 +14,12 @@ student's similarity maps are pulled towards the teacher's:
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-from nnunet_prism.losses.distillation import full_precision
+from nnunet_prism.losses.distillation import full_precision, present_pairs, student_rows
 
 
 class PrototypeDistillation(NamedTuple):
@@ -86,11 +86,14 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
                            modality_mask: torch.Tensor, region_based: bool = False,
                            num_classes: Optional[int] = None, include_background: bool = True,
                            ignore_label: Optional[int] = None,
-                           eps: float = 1e-8) -> PrototypeDistillation:
+                           eps: float = 1e-8,
+                           pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> PrototypeDistillation:
     """Semantic self-distillation L_proto and knowledge gap D per sample and modality.
 
     Shapes: teacher_features (B, F, *spatial) (fused branch, highest-resolution decoder
-    features); student_features (B, M, F, *spatial); target at the same spatial size,
+    features); student_features (B, M, F, *spatial), or, with ``pairs`` = (samples,
+    modalities) (P,) each, (P, F, *spatial) with one row per present pair (as
+    ``MultiModalOutput.student_features``); target at the same spatial size,
     label map (B, 1, *spatial) or region maps (B, R, *spatial) (see :func:`class_masks`);
     modality_mask (B, M) bool; 2D or 3D. Returns :class:`PrototypeDistillation` of (B, M).
     Formula: L = mean_{k in K_n} mean_i (cos(z^{m}_i, c^{m}_k) - cos(z_i, c_k))^2, D the same
@@ -105,10 +108,14 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
       ignores it; an absent modality likewise, and it is not computed (no gradient).
     - The teacher side is detached; D is returned detached. Computed in float32 (autocast off).
     """
-    batch, num_modalities = student_features.shape[:2]
-    if teacher_features.shape[0] != batch or teacher_features.shape[1:] != student_features.shape[2:]:
+    mask = modality_mask.to(device=student_features.device, dtype=torch.bool)
+    batch, num_modalities = mask.shape
+    dense = pairs is None
+    expected = (batch, num_modalities) if dense else (len(pairs[0]),)
+    if teacher_features.shape[0] != batch or tuple(student_features.shape) != (*expected, *teacher_features.shape[1:]):
         raise ValueError(f"student features {tuple(student_features.shape)} must be "
-                         f"(B, M, *teacher.shape[1:]) for teacher features {tuple(teacher_features.shape)}")
+                         f"({'B, M' if dense else 'P'}, *teacher.shape[1:]) for teacher features "
+                         f"{tuple(teacher_features.shape)} and modality mask {tuple(mask.shape)}")
     masks, foreground = class_masks(target, region_based, num_classes, include_background,
                                     ignore_label)
     spatial = teacher_features.shape[2:]
@@ -116,29 +123,28 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
         raise ValueError(f"target of spatial size {tuple(masks.shape[2:])} (batch {masks.shape[0]}) "
                          f"does not match decoder features {tuple(spatial)} (batch {batch}); "
                          "pass the full-resolution target and the highest-resolution features")
-    mask = modality_mask.to(device=student_features.device, dtype=torch.bool)
-    if mask.shape != (batch, num_modalities):
-        raise ValueError(f"modality mask {tuple(mask.shape)} does not match student features "
-                         f"(batch {batch}, {num_modalities} modalities)")
-
+    b_idx, m_idx = present_pairs(mask, pairs)
     with full_precision(student_features):
-        return _prototype_terms(teacher_features, student_features, masks, foreground, mask, eps)
+        return _prototype_terms(teacher_features, student_rows(student_features, b_idx, m_idx, dense),
+                                b_idx, m_idx, masks, foreground, mask, eps)
 
 
-def _prototype_terms(teacher_features, student_features, masks, foreground, mask, eps):
-    """The body of :func:`prototype_distillation` after validation, in float32."""
+def _prototype_terms(teacher_features, student_features, b_idx, m_idx, masks, foreground, mask, eps):
+    """The body of :func:`prototype_distillation` after validation, in float32; student_features
+    (P, F, *spatial) are the rows of the pairs (b_idx, m_idx)."""
     batch, num_modalities = mask.shape
     masks = masks.flatten(2).to(device=student_features.device, dtype=torch.float32)  # (B, K, V)
     present = masks.sum(-1) > 0                                                        # (B, K)
     has_foreground = (present & foreground.to(present.device)).any(1)                  # (B,)
     teacher_maps = _similarity_maps(teacher_features.detach().float().flatten(2), masks, eps)
 
-    b_idx, m_idx = (mask & has_foreground[:, None]).nonzero(as_tuple=True)
+    keep = has_foreground[b_idx]
+    if not bool(keep.all()):
+        b_idx, m_idx, student_features = b_idx[keep], m_idx[keep], student_features[keep]
     loss = student_features.new_zeros((batch, num_modalities), dtype=torch.float32)
     gap = loss.clone()
-    # computed for the P valid (sample, modality) pairs only; P = 0 still keeps the graph
-    student_maps = _similarity_maps(student_features[b_idx, m_idx].float().flatten(2),
-                                    masks[b_idx], eps)                                  # (P, K, V)
+    # computed for the valid (sample, modality) pairs only; none still keeps the graph
+    student_maps = _similarity_maps(student_features.float().flatten(2), masks[b_idx], eps)  # (P, K, V)
     diff = student_maps - teacher_maps[b_idx]
     weights = present[b_idx].float()
     n_classes = weights.sum(1)                                       # >= 1 (has a foreground)

@@ -31,31 +31,66 @@ def default_encoder_width(num_modalities: int) -> float:
     return 1.0 / math.sqrt(num_modalities)
 
 
+def _levels(logits: Logits) -> List[torch.Tensor]:
+    return list(logits) if isinstance(logits, (list, tuple)) else [logits]
+
+
+def _like(logits: Logits, levels: List[torch.Tensor]) -> Logits:
+    """``levels`` structured like ``logits`` (a list with deep supervision, else one tensor)."""
+    return levels if isinstance(logits, (list, tuple)) else levels[0]
+
+
 @dataclass
 class MultiModalOutput:
     """Everything ``MultiEncoderUNet.forward_all`` computes in one pass.
 
     fused: logits as ``forward`` returns them: a list of (B, C, *spatial_k), highest resolution
         first, with deep supervision; one (B, C, *spatial) tensor without.
-    unimodal: the same structure with tensors (B, M, C, *spatial_k): each modality alone through
-        the same decoder. Computed only where ``modality_mask`` is True; entries of absent
-        modalities are zeros and carry no gradient (callers mask them out).
     fused_features: (B, F, *spatial), the highest-resolution decoder features (input of the final
         segmentation layer), F = features_per_stage[0] of the plan.
-    unimodal_features: (B, M, F, *spatial), the same for each modality alone.
+    students: the same structure as ``fused`` with tensors (P, C, *spatial_k): one row per
+        present (sample, modality) pair, that modality alone through the same decoder.
+    student_features: (P, F, *spatial), the same for the decoder features.
+    samples, modalities: (P,) long, the pair of every student row (modality-major, samples
+        ascending within a modality). Absent pairs have no row: they are never computed.
     modality_mask: (B, M) bool, True where a modality is present.
+
+    ``unimodal`` / ``unimodal_features`` give the dense (B, M, ...) view with zeros (and no
+    gradient) for absent pairs; the training losses use the compact rows.
     """
     fused: Logits
-    unimodal: Logits
     fused_features: torch.Tensor
-    unimodal_features: torch.Tensor
+    students: Logits
+    student_features: torch.Tensor
+    samples: torch.Tensor
+    modalities: torch.Tensor
     modality_mask: torch.Tensor
 
+    @property
+    def pairs(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.samples, self.modalities
+
+    def student_rows(self, modality: int) -> torch.Tensor:
+        """(R,) indices of the student rows of one modality (its samples: ``samples[rows]``)."""
+        return (self.modalities == modality).nonzero(as_tuple=True)[0]
+
+    def _dense(self, rows: torch.Tensor) -> torch.Tensor:
+        batch, num_modalities = self.modality_mask.shape
+        return rows.new_zeros((batch, num_modalities, *rows.shape[1:])).index_put(self.pairs, rows)
+
+    @property
+    def unimodal(self) -> Logits:
+        """``students`` as (B, M, C, *spatial_k) per level, zeros where the modality is absent."""
+        return _like(self.students, [self._dense(t) for t in _levels(self.students)])
+
+    @property
+    def unimodal_features(self) -> torch.Tensor:
+        """``student_features`` as (B, M, F, *spatial), zeros where the modality is absent."""
+        return self._dense(self.student_features)
+
     def unimodal_logits(self, modality: int) -> Logits:
-        """Logits of one modality alone, structured like ``fused``."""
-        if isinstance(self.unimodal, torch.Tensor):
-            return self.unimodal[:, modality]
-        return [u[:, modality] for u in self.unimodal]
+        """Logits of one modality alone for the whole batch, structured like ``fused``."""
+        return _like(self.students, [u[:, modality] for u in _levels(self.unimodal)])
 
 
 @dataclass
@@ -173,26 +208,18 @@ class MultiEncoderUNet(nn.Module):
         the P present (sample, modality) pairs; absent pairs are neither encoded nor decoded.
         The skips enter only through ``decode_mixtures``: projected and convolved P times, at
         the encoders' narrow width, then mixed into the B + P rows.
-        Modality m's own skips equal the fusion with only m present, so ``unimodal[b, m]``
-        equals ``forward(x, mask with only m)[b]`` wherever m is present in sample b.
+        Modality m's own skips equal the fusion with only m present, so the student row of
+        (b, m) equals ``forward(x, mask with only m)[b]``.
         """
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         encoded = self._encode(x, mask)
         logits, features = decode_mixtures(self.decoder, encoded.features, encoded.fused_and_own_weights(),
                                            self.projections)
         batch = x.shape[0]
-        pairs = encoded.present_pairs()
-
-        def split(t: torch.Tensor):
-            fused, own = t.split([batch, t.shape[0] - batch])
-            return fused, own.new_zeros((batch, self.num_modalities, *t.shape[1:])).index_put(pairs, own)
-
-        if isinstance(logits, torch.Tensor):
-            fused, unimodal = split(logits)
-        else:
-            fused, unimodal = map(list, zip(*(split(t) for t in logits)))
-        fused_features, unimodal_features = split(features)
-        return MultiModalOutput(fused, unimodal, fused_features, unimodal_features, mask)
+        fused, students = zip(*(t.split([batch, t.shape[0] - batch]) for t in _levels(logits)))
+        fused_features, student_features = features.split([batch, features.shape[0] - batch])
+        return MultiModalOutput(_like(logits, list(fused)), fused_features, _like(logits, list(students)),
+                                student_features, *encoded.present_pairs(), mask)
 
     def forward_subsets(self, x: torch.Tensor, subset_masks: torch.Tensor,
                         modality_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -59,24 +59,24 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
         finally:
             self.is_ddp = is_ddp
 
-    def unimodal_losses(self, unimodal: List[torch.Tensor], target: List[torch.Tensor],
-                        mask: torch.Tensor) -> torch.Tensor:
+    def unimodal_losses(self, out, target: List[torch.Tensor]) -> torch.Tensor:
         """Segmentation loss of every modality's own output on the samples that have it.
 
-        unimodal: per deep-supervision level (B, M, C, *spatial); target: per level (B, 1|R, *spatial);
-        mask: (B, M) bool. Returns (M,) with 0 for a modality absent from the whole batch.
+        out: the network's ``MultiModalOutput`` (students: per deep-supervision level
+        (P, C, *spatial), one row per present pair); target: per level (B, 1|R, *spatial).
+        Returns (M,) with 0 for a modality absent from the whole batch.
         """
-        loss = self.unimodal_loss
+        loss, students = self.unimodal_loss, as_list(out.students)
         if isinstance(loss, DeepSupervisionWrapper) and not self.unimodal_deep_supervision:
-            loss, unimodal, target = loss.loss, unimodal[:1], target[:1]
+            loss, students, target = loss.loss, students[:1], target[:1]
         losses = []
-        for m in range(mask.shape[1]):
-            present = mask[:, m]
-            if not bool(present.any()):
-                losses.append(unimodal[0].new_zeros(()))
+        for m in range(out.modality_mask.shape[1]):
+            rows = out.student_rows(m)
+            if not rows.numel():
+                losses.append(students[0].new_zeros(()))
                 continue
-            outputs = [u[present, m] for u in unimodal]
-            targets = [t[present] for t in target]
+            outputs = [u[rows] for u in students]
+            targets = [t[out.samples[rows]] for t in target]
             losses.append(loss(outputs, targets) if isinstance(loss, DeepSupervisionWrapper)
                           else loss(outputs[0], targets[0]))
         return torch.stack(losses)
@@ -84,7 +84,7 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
     def segmentation_loss(self, out, target, mask) -> Tuple[torch.Tensor, Dict[str, np.ndarray]]:
         """Fused deep-supervised loss + weighted sum of the unimodal losses; also per-term stats."""
         fused = self.loss(out.fused, target)
-        unimodal = self.unimodal_losses(as_list(out.unimodal), as_list(target), mask)
+        unimodal = self.unimodal_losses(out, as_list(target))
         total = fused + self.unimodal_loss_weight * unimodal.sum()
         return total, {'fused_loss': fused.detach().cpu().numpy(),
                        'unimodal_losses': unimodal.detach().cpu().numpy()}
@@ -120,13 +120,13 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
         with self.autocast():
             out = self.network(data, mask, return_all=True)
             loss = self.loss(out.fused, target)
-        fused, unimodal, target = as_list(out.fused)[0], as_list(out.unimodal)[0], as_list(target)[0]
+        fused, students, target = as_list(out.fused)[0], as_list(out.students)[0], as_list(target)[0]
         tp, fp, fn = hard_counts(fused, target, self.label_manager)
         student = np.zeros((mask.shape[1], 3, len(tp)))
         for m in range(mask.shape[1]):
-            present = mask[:, m]
-            if bool(present.any()):
-                student[m] = np.stack(hard_counts(unimodal[present, m], target[present], self.label_manager))
+            rows = out.student_rows(m)
+            if rows.numel():
+                student[m] = np.stack(hard_counts(students[rows], target[out.samples[rows]], self.label_manager))
         return {'loss': loss.detach().cpu().numpy(), 'tp_hard': tp, 'fp_hard': fp, 'fn_hard': fn,
                 'student_counts': student}
 

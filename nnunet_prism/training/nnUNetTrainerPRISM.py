@@ -89,11 +89,11 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         if self.label_manager.has_regions and self.label_manager.has_ignore_label:
             target_full = target_full[:, :-1]
         distillation, dstats = prism_distillation_loss(
-            out.fused, out.unimodal, out.fused_features, out.unimodal_features, target_full, mask,
+            out.fused, out.students, out.fused_features, out.student_features, target_full, mask,
             self.preference.coefficients(self.device) * self.cch_students,
             region_based=self.label_manager.has_regions,
             ds_weights=ds_weights, temperature=self.temperature, lambda_pixel=self.lambda1,
-            lambda_proto=self.lambda2, prob_floor=self.kl_prob_floor,
+            lambda_proto=self.lambda2, prob_floor=self.kl_prob_floor, pairs=out.pairs,
             **({} if self.label_manager.has_regions else
                {"num_classes": self.label_manager.num_segmentation_heads,
                 "ignore_label": self.label_manager.ignore_label}))
