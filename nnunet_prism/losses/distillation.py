@@ -16,15 +16,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from nnunet_prism.networks.decoding import as_level_list
+
 #: Distillation temperature T of the official PASSION code.
 DEFAULT_TEMPERATURE = 4.0
 
 TensorOrList = Union[torch.Tensor, Sequence[torch.Tensor]]
-
-
-def as_level_list(x: TensorOrList) -> List[torch.Tensor]:
-    """A tensor becomes a one-level list; a list/tuple of deep-supervision levels stays as is."""
-    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def deep_supervision_weights(num_levels: int,

@@ -10,6 +10,16 @@ from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecod
 from torch import nn
 
 
+def as_level_list(logits) -> List[torch.Tensor]:
+    """Deep-supervision levels as a list: a list/tuple stays as is, one tensor is one level."""
+    return list(logits) if isinstance(logits, (list, tuple)) else [logits]
+
+
+def like_levels(template, levels: List[torch.Tensor]):
+    """``levels`` structured like ``template``: a list if it is a list/tuple, else levels[0]."""
+    return levels if isinstance(template, (list, tuple)) else levels[0]
+
+
 def decode_with_features(decoder: UNetDecoder, skips: Sequence[torch.Tensor]
                          ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], torch.Tensor]:
     """The decoder's own output (logits: a list, highest resolution first, when

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunet_prism.networks.decoding import decode_mixtures, mix_rows
+from nnunet_prism.networks.decoding import as_level_list, decode_mixtures, like_levels, mix_rows
 from nnunet_prism.networks.fusion import resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
@@ -29,15 +29,6 @@ def default_encoder_width(num_modalities: int) -> float:
     encoder (1/2 for the four BraTS modalities). The decoder stays at plan width, so the whole
     network costs about what nnU-Net's own does; encoder activation memory grows by sqrt(M)."""
     return 1.0 / math.sqrt(num_modalities)
-
-
-def _levels(logits: Logits) -> List[torch.Tensor]:
-    return list(logits) if isinstance(logits, (list, tuple)) else [logits]
-
-
-def _like(logits: Logits, levels: List[torch.Tensor]) -> Logits:
-    """``levels`` structured like ``logits`` (a list with deep supervision, else one tensor)."""
-    return levels if isinstance(logits, (list, tuple)) else levels[0]
 
 
 @dataclass
@@ -81,7 +72,7 @@ class MultiModalOutput:
     @property
     def unimodal(self) -> Logits:
         """``students`` as (B, M, C, *spatial_k) per level, zeros where the modality is absent."""
-        return _like(self.students, [self._dense(t) for t in _levels(self.students)])
+        return like_levels(self.students, [self._dense(t) for t in as_level_list(self.students)])
 
     @property
     def unimodal_features(self) -> torch.Tensor:
@@ -90,7 +81,7 @@ class MultiModalOutput:
 
     def unimodal_logits(self, modality: int) -> Logits:
         """Logits of one modality alone for the whole batch, structured like ``fused``."""
-        return _like(self.students, [u[:, modality] for u in _levels(self.unimodal)])
+        return like_levels(self.students, [u[:, modality] for u in as_level_list(self.unimodal)])
 
 
 @dataclass
@@ -121,11 +112,16 @@ class PresentEncoding:
         weights = of_sample[None] & selected[:, None, :]                             # (S, B, P)
         return (weights / counts[..., None]).flatten(0, 1)
 
-    def fused(self, scale: int) -> torch.Tensor:
-        """(B, C_s, *spatial_s): per sample, the mean over its present modalities (zeros for a
-        sample without any). Absent modalities are never computed, so they cannot leak."""
+    def fused_weights(self) -> torch.Tensor:
+        """(B, P): per sample, the mean over its present modalities (an all-zero row for a
+        sample without any)."""
         every_modality = torch.ones(1, self.mask.shape[1], dtype=torch.bool, device=self.mask.device)
-        return mix_rows(self.subset_weights(every_modality), self.features[scale])
+        return self.subset_weights(every_modality)
+
+    def fused(self, scale: int) -> torch.Tensor:
+        """(B, C_s, *spatial_s): ``fused_weights`` applied to the features of one scale. Absent
+        modalities are never computed, so they cannot leak."""
+        return mix_rows(self.fused_weights(), self.features[scale])
 
     def present_pairs(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(samples, modalities) of the rows that count (none when no modality is present)."""
@@ -134,10 +130,9 @@ class PresentEncoding:
     def fused_and_own_weights(self) -> torch.Tensor:
         """(B + P', P): the B fused rows, then one row per pair that counts (P' = P, or 0 when
         no modality is present) selecting its own features."""
-        every_modality = torch.ones(1, self.mask.shape[1], dtype=torch.bool, device=self.mask.device)
         rows = self.samples.shape[0]
         own = torch.eye(rows, dtype=torch.float32, device=self.mask.device)[:rows if self.any_present else 0]
-        return torch.cat([self.subset_weights(every_modality), own])
+        return torch.cat([self.fused_weights(), own])
 
 
 class MultiEncoderUNet(nn.Module):
@@ -216,9 +211,9 @@ class MultiEncoderUNet(nn.Module):
         logits, features = decode_mixtures(self.decoder, encoded.features, encoded.fused_and_own_weights(),
                                            self.projections)
         batch = x.shape[0]
-        fused, students = zip(*(t.split([batch, t.shape[0] - batch]) for t in _levels(logits)))
+        fused, students = zip(*(t.split([batch, t.shape[0] - batch]) for t in as_level_list(logits)))
         fused_features, student_features = features.split([batch, features.shape[0] - batch])
-        return MultiModalOutput(_like(logits, list(fused)), fused_features, _like(logits, list(students)),
+        return MultiModalOutput(like_levels(logits, list(fused)), fused_features, like_levels(logits, list(students)),
                                 student_features, *encoded.present_pairs(), mask)
 
     def forward_subsets(self, x: torch.Tensor, subset_masks: torch.Tensor,

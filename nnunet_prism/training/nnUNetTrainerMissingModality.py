@@ -13,13 +13,10 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from torch import distributed as dist
 
 from nnunet_prism.networks import build_multi_encoder_unet
+from nnunet_prism.networks.decoding import as_level_list
 from nnunet_prism.training.base import nnUNetTrainerPrismBase
 from nnunet_prism.training.modality_masking import zero_absent_channels
 from nnunet_prism.training.pseudo_dice import dice_from_counts, hard_counts
-
-
-def as_list(x) -> list:
-    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
@@ -66,7 +63,7 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
         (P, C, *spatial), one row per present pair); target: per level (B, 1|R, *spatial).
         Returns (M,) with 0 for a modality absent from the whole batch.
         """
-        loss, students = self.unimodal_loss, as_list(out.students)
+        loss, students = self.unimodal_loss, as_level_list(out.students)
         if isinstance(loss, DeepSupervisionWrapper) and not self.unimodal_deep_supervision:
             loss, students, target = loss.loss, students[:1], target[:1]
         losses = []
@@ -84,7 +81,7 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
     def segmentation_loss(self, out, target, mask) -> Tuple[torch.Tensor, Dict[str, np.ndarray]]:
         """Fused deep-supervised loss + weighted sum of the unimodal losses; also per-term stats."""
         fused = self.loss(out.fused, target)
-        unimodal = self.unimodal_losses(out, as_list(target))
+        unimodal = self.unimodal_losses(out, as_level_list(target))
         total = fused + self.unimodal_loss_weight * unimodal.sum()
         return total, {'fused_loss': fused.detach().cpu().numpy(),
                        'unimodal_losses': unimodal.detach().cpu().numpy()}
@@ -120,7 +117,7 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
         with self.autocast():
             out = self.network(data, mask, return_all=True)
             loss = self.loss(out.fused, target)
-        fused, students, target = as_list(out.fused)[0], as_list(out.students)[0], as_list(target)[0]
+        fused, students, target = as_level_list(out.fused)[0], as_level_list(out.students)[0], as_level_list(target)[0]
         tp, fp, fn = hard_counts(fused, target, self.label_manager)
         student = np.zeros((mask.shape[1], 3, len(tp)))
         for m in range(mask.shape[1]):
