@@ -2,7 +2,7 @@
 mixtures of projected skip sets (the fused, unimodal and subset inputs of a multi-encoder network)."""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple, Union
+from typing import Callable, List, Sequence, Tuple, Union
 
 import torch
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
@@ -20,6 +20,23 @@ def like_levels(template, levels: List[torch.Tensor]):
     return levels if isinstance(template, (list, tuple)) else levels[0]
 
 
+def _run_decoder(decoder: UNetDecoder, bottleneck: torch.Tensor,
+                 stage_output: Callable[[int, torch.Tensor], torch.Tensor]):
+    """The decoder's stage loop: upsample, ``stage_output(s, upsampled)`` -> features of stage s,
+    segmentation layer where deep supervision (or the last stage) needs it. Returns logits
+    (a list, highest resolution first, with deep supervision, else one tensor) and the
+    highest-resolution features."""
+    features = bottleneck
+    last = len(decoder.stages) - 1
+    logits = []
+    for s, (upsample, seg_layer) in enumerate(zip(decoder.transpconvs, decoder.seg_layers)):
+        features = stage_output(s, upsample(features))
+        if decoder.deep_supervision or s == last:
+            logits.append(seg_layer(features))
+    logits.reverse()
+    return (logits if decoder.deep_supervision else logits[0]), features
+
+
 def decode_with_features(decoder: UNetDecoder, skips: Sequence[torch.Tensor]
                          ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], torch.Tensor]:
     """The decoder's own output (logits: a list, highest resolution first, when
@@ -29,16 +46,8 @@ def decode_with_features(decoder: UNetDecoder, skips: Sequence[torch.Tensor]
     skips: encoder outputs, highest resolution first, bottleneck last, as for ``decoder(skips)``.
     Uses the decoder's submodules (transpconvs, stages, seg_layers) unchanged.
     """
-    features = skips[-1]
-    last = len(decoder.stages) - 1
-    logits = []
-    for s, (upsample, stage, seg_layer) in enumerate(zip(decoder.transpconvs, decoder.stages, decoder.seg_layers)):
-        skip = skips[-(s + 2)]
-        features = stage(torch.cat((upsample(features), skip), dim=1))
-        if decoder.deep_supervision or s == last:
-            logits.append(seg_layer(features))
-    logits.reverse()
-    return (logits if decoder.deep_supervision else logits[0]), features
+    return _run_decoder(decoder, skips[-1],
+                        lambda s, upsampled: decoder.stages[s](torch.cat((upsampled, skips[-(s + 2)]), dim=1)))
 
 
 def mix_rows(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -82,17 +91,11 @@ def decode_mixtures(decoder: UNetDecoder, skips: Sequence[torch.Tensor], weights
     stages = [_split_first_conv(stage) for stage in decoder.stages]
     if any(s is None for s in stages):
         return decode_with_features(decoder, [project(mix_rows(weights, s)) for project, s in zip(projections, skips)])
-    features = mix_rows(weights, projections[-1](skips[-1]))
-    last = len(stages) - 1
-    logits = []
-    for s, (upsample, (first, rest), seg_layer) in enumerate(zip(decoder.transpconvs, stages, decoder.seg_layers)):
-        conv = first.conv
-        upsampled = upsample(features)
-        width = upsampled.shape[1]
+    def stage_output(s: int, upsampled: torch.Tensor) -> torch.Tensor:
+        first, rest = stages[s]
+        conv, width = first.conv, upsampled.shape[1]
         skip_term = conv._conv_forward(skips[-(s + 2)], _skip_weight(conv, width, projections[-(s + 2)]), None)
         features = conv._conv_forward(upsampled, conv.weight[:, :width], conv.bias) + mix_rows(weights, skip_term)
-        features = rest(first.all_modules[1:](features))
-        if decoder.deep_supervision or s == last:
-            logits.append(seg_layer(features))
-    logits.reverse()
-    return (logits if decoder.deep_supervision else logits[0]), features
+        return rest(first.all_modules[1:](features))
+
+    return _run_decoder(decoder, mix_rows(weights, projections[-1](skips[-1])), stage_output)
