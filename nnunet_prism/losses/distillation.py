@@ -1,4 +1,4 @@
-"""Pixel-wise multi-uni self-distillation (PASSION, ACM MM 2024; "PRISM – Methodik").
+"""Pixel-wise multi-uni self-distillation (PASSION, ACM MM 2024, pixel-wise self-distillation).
 
 The fused (multimodal) output is the teacher, every unimodal output of the same network is a
 student. At every voxel the temperature-softened teacher distribution is matched by the
@@ -72,7 +72,7 @@ def kl_divergence_map(teacher_logits: torch.Tensor, student_logits: torch.Tensor
     Formula: T^2 * p_t,c * (log p_t,c - log p_s,c) with p = softmax(z / T) over C (summing the
     result over C gives the categorical KL), or, region-based, per channel the Bernoulli KL
     T^2 * [p_t (log p_t - log p_s) + (1 - p_t)(log(1 - p_t) - log(1 - p_s))] with p = sigmoid(z / T).
-    Source: PASSION (ACM MM 2024), "PRISM – Methodik" (pixel-wise self-distillation).
+    Source: PASSION (ACM MM 2024), pixel-wise self-distillation.
     Direction KL(teacher || student) as in Hinton et al. and the official code (the method text
     writes the arguments the other way round; the standard direction is the intended one).
     prob_floor: None (default) uses exact log-softmax / log-sigmoid, which is already stable;
@@ -128,7 +128,7 @@ def pixel_distillation_loss(teacher_logits: TensorOrList, student_logits: Tensor
     counts as one level. Returns per_modality (M,), and with ``return_per_sample`` also
     per_sample (B, M).
     Formula: L_pixel^{n,m} = sum_l w_l * T^2 * mean_{voxels} red_{c} KL_c(p_t^l || p_s^{m,l})
-    (PASSION, ACM MM 2024; "PRISM – Methodik", pixel-wise self-distillation).
+    (PASSION, ACM MM 2024, pixel-wise self-distillation).
     - ds_weights: normalised to sum 1 (None: 1, 1/2, 1/4, ... like nnU-Net); zero-weight
       levels are skipped.
     - Reduction: mean over voxels; over the class/region axis ``class_reduction="mean"``

@@ -1,5 +1,5 @@
 """Preference-aware regularisation and the combined PRISM distillation objective
-(PASSION, ACM MM 2024; "PRISM – Methodik").
+(PASSION, ACM MM 2024, preference-aware regularisation and overall objective).
 
 - relative preference  RP_n^m = 1 - D_n^m / mean_{m' present} D_n^{m'}
 - task-level mask      omega_n^m = 1[RP_n^m < 0]    (lagging modalities get L_proto)
@@ -38,7 +38,7 @@ def relative_preference(gap: torch.Tensor, modality_mask: torch.Tensor,
     Shapes: gap D (B, M), modality_mask (B, M) bool, valid (B, M) bool (from
     :func:`prototype_distillation`; None = all) -> rp (B, M) float32, rp_valid (B, M) bool.
     Formula: RP_n^m = 1 - D_n^m / Dbar_n, Dbar_n = mean of D_n^m over the modalities present
-    (PASSION, ACM MM 2024; "PRISM – Methodik", relative preference).
+    (PASSION, ACM MM 2024, relative preference).
     Defined only where the modality is present, the entry is valid and Dbar_n > 0; elsewhere
     RP = 0 and rp_valid is False (such entries must not count in means). Detached.
     """
@@ -57,7 +57,7 @@ def relative_preference(gap: torch.Tensor, modality_mask: torch.Tensor,
 def preference_mask(rp: torch.Tensor, rp_valid: torch.Tensor) -> torch.Tensor:
     """omega (B, M) float32: 1 where RP < 0 (the modality lags behind the others), else 0.
 
-    Formula: omega_n^m = 1[RP_n^m < 0] (PASSION, ACM MM 2024; "PRISM – Methodik"): the
+    Formula: omega_n^m = 1[RP_n^m < 0] (PASSION, ACM MM 2024, task-wise regularisation): the
     semantic distillation is switched ON for lagging modalities (as the official code does).
     """
     return ((rp < 0) & rp_valid.to(torch.bool)).float()
@@ -207,7 +207,7 @@ def prism_distillation_loss(teacher_logits: TensorOrList, student_logits: Tensor
     (samples, modalities) the students are one row per present pair (``MultiModalOutput``'s
     ``students`` and ``student_features``), else dense (B, M, ...).
     Formula: L = 1/B sum_n sum_{m: C_nm = 1} (lambda1 E^m L_pixel^{n,m} + lambda2 omega_n^m L_proto^{n,m})
-    (PASSION, ACM MM 2024; "PRISM – Methodik", overall objective).
+    (PASSION, ACM MM 2024, overall objective).
     Reduction: per-sample sum over present modalities, mean over the batch (equals the official
     code at its batch size 1; E^m = 1/(1-FR^m) then exactly offsets how often m is present).
     kwargs go to :func:`prototype_distillation` (num_classes, include_background, ...) and

@@ -1,5 +1,5 @@
 """Semantic (prototype) self-distillation and the semantic knowledge gap D
-(PASSION, ACM MM 2024; "PRISM – Methodik").
+(PASSION, ACM MM 2024, semantic-wise self-distillation).
 
 Per sample n and class (or region) k, teacher and student prototypes are masked means of the
 highest-resolution decoder features over the ground-truth voxels of k:
@@ -97,7 +97,7 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
     label map (B, 1, *spatial) or region maps (B, R, *spatial) (see :func:`class_masks`);
     modality_mask (B, M) bool; 2D or 3D. Returns :class:`PrototypeDistillation` of (B, M).
     Formula: L = mean_{k in K_n} mean_i (cos(z^{m}_i, c^{m}_k) - cos(z_i, c_k))^2, D the same
-    with |.| (PASSION, ACM MM 2024; "PRISM – Methodik", semantic self-distillation).
+    with |.| (PASSION, ACM MM 2024, semantic self-distillation).
     - Normalisation: mean over voxels and over the classes present in the sample (the method
       text sums; the mean, as in the official code, keeps the scale independent of patch size
       and class count, so lambda2 = 0.1 keeps its meaning).
