@@ -6,7 +6,7 @@ One idea carries through the package: a *modality mask*, a boolean tensor or arr
 matrix C that the dataset converter records in ``dataset.json``, and samples reproducible
 per-case missingness from per-modality missing rates (PASSION's "mr2468" setting).
 
-Notation follows the PRISM/PASSION method document: C in {0,1}^(N x M), FR^m = 1 - mean_n C_nm.
+Notation follows PASSION (ACM MM 2024): C in {0,1}^(N x M), FR^m = 1 - mean_n C_nm.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 fusion decoder with nnU-Net's deep supervision. Built from nnU-Net plans (2d, 3d_fullres;
 PlainConvUNet and ResidualEncoderUNet) with dynamic_network_architectures' blocks.
 
-Used by the PASSION/PRISM baseline and the PRISM trainer (see DESIGN.md).
+Used by the PASSION/PRISM baseline and the PRISM trainer (see docs/design.md, "Methods and trainers").
 """
 from __future__ import annotations
 

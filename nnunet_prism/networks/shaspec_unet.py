@@ -16,7 +16,7 @@ official code then reduces them with a 1x1 conv); a missing modality's skip is g
 same mean rule as its bottleneck feature. The official code instead feeds the encoder's response
 to the zeroed image, which makes the output depend on what an absent channel contains.
 Choice (fill): the mean of present shared features (paper), not the official code's first
-present modality (DESIGN.md, known differences).
+present modality (docs/design.md, "Paper vs official code").
 """
 from __future__ import annotations
 

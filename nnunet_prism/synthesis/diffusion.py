@@ -1,4 +1,4 @@
-"""Modality-masked diffusion (M2DN, IEEE TMI 2024, seeds/002 second half).
+"""Modality-masked diffusion (M2DN, IEEE TMI 2024, method section).
 
 Forward process, masked per modality: with p (B, M) True where present and the DDPM marginal
 q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I),

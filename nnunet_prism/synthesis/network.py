@@ -1,5 +1,5 @@
-"""The M2DN denoising network (M2DN, IEEE TMI 2024, "Multi-modal modality-masked diffusion
-network", method notes in seeds/002, second half).
+"""The M2DN denoising network (M2DN, IEEE TMI 2024, "Multi-Modal Modality-Masked Diffusion
+Network for Brain MRI Synthesis With Random Modality Missing", network architecture).
 
     x_t (B, M, H, W)  --per-modality encoders-->  (B, M*C, H, W)
         --U-shaped fusion body (ResBlocks + squeeze-excitation channel attention, bilinear
