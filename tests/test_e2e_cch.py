@@ -1,4 +1,4 @@
-"""Issue 7 end to end: nnUNetTrainerMissingModality trained for 1 epoch x 2 iterations on the
+"""CCH end to end: nnUNetTrainerMissingModality trained for 1 epoch x 2 iterations on the
 synthetic region set, then ``nnunet_prism cch`` on fold 0's validation cases (2 cases)."""
 import csv
 

@@ -1,4 +1,4 @@
-"""Issue 3 end to end, region-based and label-based: nnUNetv2_train of a multi-encoder trainer
+"""Multi-encoder trainers end to end, region-based and label-based: nnUNetv2_train of one
 (nnUNetTrainerMissingModality on the region set; on the label set nnUNetTrainerPRISM, its subclass,
 whose short run the PRISM test shares) -> nnunet_prism predict with absent modality files ->
 nnunet_prism evaluate on all 15 subsets, whose full-subset Dice must equal

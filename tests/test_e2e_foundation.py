@@ -1,4 +1,4 @@
-"""Issue 2 end to end: synthetic set -> convert -> nnUNetv2_plan_and_preprocess ->
+"""The basic nnU-Net pipeline end to end: synthetic set -> convert -> nnUNetv2_plan_and_preprocess ->
 nnUNetv2_train -tr nnUNetTrainerModalityDropout -> nnUNetv2_predict, through nnU-Net's real CLI,
 with our trainer found by the installed site hook only."""
 import json

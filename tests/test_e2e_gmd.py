@@ -1,4 +1,4 @@
-"""Issue 6 end to end: nnUNetv2_train -tr nnUNetTrainerGMD on the synthetic incomplete set (GMD's
+"""GMD end to end: nnUNetv2_train -tr nnUNetTrainerGMD on the synthetic incomplete set (GMD's
 conflict statistics in the log, the checkpoint and progress.png), then ``nnunet_prism predict``
 with an absent modality file and ``nnunet_prism evaluate`` on all 15 subsets."""
 import json

@@ -1,4 +1,4 @@
-"""Issue 4 end to end: nnUNetv2_train -tr nnUNetTrainerPRISM on the synthetic incomplete set, then
+"""PRISM end to end: nnUNetv2_train -tr nnUNetTrainerPRISM on the synthetic incomplete set, then
 ``--c`` resumes with E^m restored exactly from the checkpoint. (The label-based set trains PRISM
 in test_e2e_core, which predicts and evaluates with it.)"""
 import json

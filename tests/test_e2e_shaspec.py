@@ -1,4 +1,4 @@
-"""Issue 5 end to end: nnUNetv2_train -tr nnUNetTrainerShaSpec (all-subsets regime) -> nnunet_prism
+"""ShaSpec end to end: nnUNetv2_train -tr nnUNetTrainerShaSpec (all-subsets regime) -> nnunet_prism
 predict with absent modality files -> nnunet_prism evaluate on the fold's validation cases. (The
 dedicated-subset regime is covered without training in test_shaspec.py.)"""
 import csv

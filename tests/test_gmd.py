@@ -1,4 +1,4 @@
-"""GMD (issue 6): projection (Eq. 8) and combination (Eq. 9) on hand-made vectors, subset
+"""GMD (AAAI 2024): projection (Eq. 8) and combination (Eq. 9) on hand-made vectors, subset
 sampling, the DS network, the one-forward gradient path against separate backward passes,
 k = 1 against a plain step, and the rank-averaged path in a real 2-process gloo group."""
 import math
