@@ -10,7 +10,7 @@ import sys
 from dataset_conversion.errors import ConversionError
 
 SUBCOMMANDS = {
-    "synthetic": ("dataset_conversion.commands.synthetic", "write a synthetic BraTS-like set (BraTS 2020 layout)"),
+    "make-phantom": ("dataset_conversion.commands.make_phantom", "write a synthetic BraTS-like phantom set (BraTS 2020 layout)"),
     "convert-brats": ("dataset_conversion.commands.convert_brats", "BraTS folder -> nnU-Net raw dataset"),
     "brats-labels": ("dataset_conversion.commands.brats_labels", "nnU-Net predictions -> BraTS label convention"),
 }
@@ -29,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from nnunet_prism.cli import replace_deprecated
     from nnunet_prism.modalities import ModalityError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(replace_deprecated(argv, "python -m dataset_conversion",
+                                                        {"synthetic": "make-phantom"}))
     try:
         return int(args._run(args) or 0)
     except (ConversionError, ModalityError, OSError) as e:

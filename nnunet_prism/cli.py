@@ -15,13 +15,15 @@ SUBCOMMANDS = {
     "evaluate": ("nnunet_prism.commands.evaluate", "Dice and HD95 on all modality subsets: tables and heatmap"),
     "env": ("nnunet_prism.commands.env", "print the export line that registers our trainers with nnU-Net"),
     "doctor": ("nnunet_prism.commands.doctor", "check that nnU-Net finds every nnunet_prism trainer"),
-    "synth": ("nnunet_prism.commands.synth", "M2DN: train, impute absent modality files, evaluate PSNR/SSIM"),
-    "synthetic": ("dataset_conversion.commands.synthetic", "write a synthetic BraTS-like set (BraTS 2020 layout)"),
+    "m2dn": ("nnunet_prism.commands.m2dn", "M2DN diffusion: train, impute absent modality files, evaluate PSNR/SSIM"),
+    "make-phantom": ("dataset_conversion.commands.make_phantom", "write a synthetic BraTS-like phantom set (BraTS 2020 layout)"),
     "convert-brats": ("dataset_conversion.commands.convert_brats", "BraTS folder -> nnU-Net raw dataset"),
     "brats-labels": ("dataset_conversion.commands.brats_labels", "nnU-Net predictions -> BraTS label convention"),
     "cch": ("nnunet_prism.commands.cch", "which teacher to distil from: the CCH I(T;S) > I(S;Y) per modality pair"),
 }
 
+# old subcommand name -> new name: still accepted (not shown in --help), with a notice on stderr
+DEPRECATED = {"synth": "m2dn", "synthetic": "make-phantom"}
 
 # subcommands that hand unknown options to the nnU-Net command they wrap
 PASSTHROUGH = {"train", "predict"}
@@ -38,6 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(sp)
         sp.set_defaults(_run=module.run)
     return parser
+
+
+def replace_deprecated(argv, prog: str = "nnunet_prism", deprecated=DEPRECATED) -> list:
+    """``argv`` with a deprecated subcommand name (its first non-option word) replaced by the new
+    one, after a one-line notice on stderr; other arguments are returned unchanged."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, word in enumerate(argv):
+        if not word.startswith("-"):
+            if word in deprecated:
+                new = deprecated[word]
+                print(f"{prog}: '{word}' is deprecated, use '{prog} {new}' (same arguments)", file=sys.stderr)
+                argv[i] = new
+            break
+    return argv
 
 
 def user_errors():
@@ -59,7 +75,7 @@ def user_errors():
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args, passthrough = parser.parse_known_args(argv)
+    args, passthrough = parser.parse_known_args(replace_deprecated(argv))
     if passthrough and args.command not in PASSTHROUGH:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     args.passthrough = passthrough

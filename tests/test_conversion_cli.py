@@ -1,4 +1,4 @@
-"""``python -m dataset_conversion``: synthetic -> convert-brats -> brats-labels, and one-line errors."""
+"""``python -m dataset_conversion``: make-phantom -> convert-brats -> brats-labels, and one-line errors."""
 import json
 import subprocess
 import sys
@@ -10,11 +10,11 @@ from dataset_conversion.cli import main
 from nnunet_prism.modalities import AVAILABILITY_KEY
 
 
-def test_synthetic_convert_and_back(tmp_path, capsys):
+def test_phantom_convert_and_back(tmp_path, capsys):
     src, test_src, raw = tmp_path / "src", tmp_path / "test", tmp_path / "raw"
-    assert main(["synthetic", "-o", str(src), "-n", "4", "--shape", "16", "16", "16", "--seed", "3",
+    assert main(["make-phantom", "-o", str(src), "-n", "4", "--shape", "16", "16", "16", "--seed", "3",
                  "--drop", "2:t1ce"]) == 0
-    assert main(["synthetic", "-o", str(test_src), "-n", "1", "--shape", "16", "16", "16",
+    assert main(["make-phantom", "-o", str(test_src), "-n", "1", "--shape", "16", "16", "16",
                  "--prefix", "SynTest", "--unlabelled"]) == 0
     assert not (src / "SynBraTS_002" / "SynBraTS_002_t1ce.nii.gz").exists()
     assert main(["convert-brats", "-i", str(src), str(test_src), "-d", "41", "-n", "Cli", "--raw", str(raw),
@@ -39,7 +39,7 @@ def test_user_error_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert main(["convert-brats", "-i", str(tmp_path), "-d", "42", "--raw", str(tmp_path / "raw"),
                  "--missing-rates", "0.2,x"]) == 2
     assert "missing rates" in capsys.readouterr().err
-    assert main(["synthetic", "-o", str(tmp_path / "s"), "-n", "1", "--drop", "oops"]) == 2
+    assert main(["make-phantom", "-o", str(tmp_path / "s"), "-n", "1", "--drop", "oops"]) == 2
     assert "--drop" in capsys.readouterr().err
 
 

@@ -242,7 +242,7 @@ def test_cli_unknown_dataset_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     from nnunet_prism.cli import main
 
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
-    assert main(["synth", "impute", "-d", "Dataset979_Nowhere", "-f", "0", "-i", str(tmp_path), "-o",
+    assert main(["m2dn", "impute", "-d", "Dataset979_Nowhere", "-f", "0", "-i", str(tmp_path), "-o",
                  str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Dataset979_Nowhere" in err

@@ -1,14 +1,14 @@
-"""``nnunet_prism synth``: M2DN modality synthesis on nnU-Net's preprocessed data.
+"""``nnunet_prism m2dn``: M2DN modality synthesis on nnU-Net's preprocessed data.
 
-    nnunet_prism synth train    -d D -f FOLD [--iterations N] [-device cpu|cuda] [--c]
-    nnunet_prism synth impute   -d D -f FOLD -i IN -o OUT [--steps 10] [--seed 0]
-    nnunet_prism synth evaluate -d D -f FOLD [--steps 10] [-o OUT]
+    nnunet_prism m2dn train    -d D -f FOLD [--iterations N] [-device cpu|cuda] [--c]
+    nnunet_prism m2dn impute   -d D -f FOLD -i IN -o OUT [--steps 10] [--seed 0]
+    nnunet_prism m2dn evaluate -d D -f FOLD [--steps 10] [-o OUT]
 
 The model lives in nnUNet_results/<dataset>/M2DN__<plans>__2d/fold_X (checkpoint_latest.pth,
 checkpoint_final.pth). ``impute`` writes the absent modality files of every case of IN into
 OUT (present files copied unchanged, ``m2dn_imputation.json`` records what was synthesised);
 ``evaluate`` scores PSNR/SSIM per missing subset on the fold's held-out cases for M2DN, zero
-fill and the mean of the present modalities.
+fill and the mean of the present modalities. ``nnunet_prism synth`` is a deprecated alias.
 """
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def _sampling(parser):
 
 
 def add_arguments(parser):
-    actions = parser.add_subparsers(dest="synth_action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(dest="m2dn_action", metavar="ACTION", required=True)
     train = actions.add_parser("train", help="train M2DN on 2D slices of the fold's training cases")
     _common(train)
     train.add_argument("-c", "--configuration", default="3d_fullres",
@@ -110,4 +110,4 @@ def run_evaluate(args):
 
 
 def run(args):
-    return {"train": run_train, "impute": run_impute, "evaluate": run_evaluate}[args.synth_action](args)
+    return {"train": run_train, "impute": run_impute, "evaluate": run_evaluate}[args.m2dn_action](args)

@@ -1,4 +1,7 @@
-"""``synthetic``: write synthetic BraTS-like cases (BraTS 2020 layout)."""
+"""``make-phantom``: write synthetic BraTS-like phantom cases (BraTS 2020 layout).
+
+``synthetic`` is a deprecated alias of this command (not to be confused with ``m2dn``, which
+synthesises absent modality files with a diffusion model)."""
 from dataset_conversion.errors import ConversionError
 from dataset_conversion.synthetic import generate_synthetic_brats
 
@@ -31,5 +34,5 @@ def run(args):
     ids = generate_synthetic_brats(args.output, num_cases=args.num_cases, shape=tuple(args.shape),
                                    seed=args.seed, prefix=args.prefix, labelled=not args.unlabelled,
                                    spacing=tuple(args.spacing), drop_files=_parse_drop(args.drop))
-    print(f"wrote {len(ids)} synthetic cases to {args.output}")
+    print(f"wrote {len(ids)} phantom cases to {args.output}")
     return 0
