@@ -16,12 +16,10 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from nnunet_prism.networks.decoding import as_level_list
+from nnunet_prism.deep_supervision import Logits, as_level_list
 
 #: Distillation temperature T of the official PASSION code.
 DEFAULT_TEMPERATURE = 4.0
-
-TensorOrList = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
 def deep_supervision_weights(num_levels: int,
@@ -109,7 +107,7 @@ def student_rows(student: torch.Tensor, samples: torch.Tensor, modalities: torch
     return student[samples, modalities] if dense else student
 
 
-def pixel_distillation_loss(teacher_logits: TensorOrList, student_logits: TensorOrList,
+def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
                             modality_mask: torch.Tensor,
                             ds_weights: Optional[Sequence[float]] = None,
                             temperature: float = DEFAULT_TEMPERATURE,

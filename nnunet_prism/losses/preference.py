@@ -10,12 +10,12 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from nnunet_prism.losses.distillation import (DEFAULT_TEMPERATURE, TensorOrList,
-                                              pixel_distillation_loss)
+from nnunet_prism.deep_supervision import Logits
+from nnunet_prism.losses.distillation import DEFAULT_TEMPERATURE, pixel_distillation_loss
 from nnunet_prism.losses.prototype import prototype_distillation
 
 #: Update rate gamma of E^m (official code: eta = 0.01).
@@ -188,9 +188,9 @@ class PreferenceState:
         self.epochs = int(state["epochs"])
 
 
-def prism_distillation_loss(teacher_logits: TensorOrList, student_logits: TensorOrList,
+def prism_distillation_loss(teacher_logits: Logits, student_logits: Logits,
                             teacher_features: torch.Tensor, student_features: torch.Tensor,
-                            target: Union[torch.Tensor, Sequence[torch.Tensor]],
+                            target: Logits,
                             modality_mask: torch.Tensor, coefficients: torch.Tensor,
                             region_based: bool = False,
                             ds_weights: Optional[Sequence[float]] = None,

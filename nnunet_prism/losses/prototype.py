@@ -14,11 +14,12 @@ student's similarity maps are pulled towards the teacher's:
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from nnunet_prism.deep_supervision import Logits, full_resolution
 from nnunet_prism.losses.distillation import full_precision, present_pairs, student_rows
 
 
@@ -35,7 +36,7 @@ class PrototypeDistillation(NamedTuple):
     valid: torch.Tensor
 
 
-def class_masks(target: Union[torch.Tensor, Sequence[torch.Tensor]], region_based: bool,
+def class_masks(target: Logits, region_based: bool,
                 num_classes: Optional[int] = None, include_background: bool = True,
                 ignore_label: Optional[int] = None):
     """Boolean ground-truth masks per class/region and which of them are foreground.
@@ -49,8 +50,7 @@ def class_masks(target: Union[torch.Tensor, Sequence[torch.Tensor]], region_base
     count in the voxel mean of the similarity maps). Region-based: K = R, every region is
     foreground.
     """
-    if isinstance(target, (list, tuple)):
-        target = target[0]
+    target = full_resolution(target)
     if region_based:
         masks = target > 0.5 if target.is_floating_point() else target != 0
         return masks, torch.ones(masks.shape[1], dtype=torch.bool, device=masks.device)
@@ -82,7 +82,7 @@ def _similarity_maps(features: torch.Tensor, masks: torch.Tensor, eps: float) ->
 
 
 def prototype_distillation(teacher_features: torch.Tensor, student_features: torch.Tensor,
-                           target: Union[torch.Tensor, Sequence[torch.Tensor]],
+                           target: Logits,
                            modality_mask: torch.Tensor, region_based: bool = False,
                            num_classes: Optional[int] = None, include_background: bool = True,
                            ignore_label: Optional[int] = None,

@@ -2,22 +2,15 @@
 mixtures of projected skip sets (the fused, unimodal and subset inputs of a multi-encoder network)."""
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple, Union
+from typing import Callable, Sequence, Tuple
 
 import torch
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from torch import nn
 
-
-def as_level_list(logits) -> List[torch.Tensor]:
-    """Deep-supervision levels as a list: a list/tuple stays as is, one tensor is one level."""
-    return list(logits) if isinstance(logits, (list, tuple)) else [logits]
-
-
-def like_levels(template, levels: List[torch.Tensor]):
-    """``levels`` structured like ``template``: a list if it is a list/tuple, else levels[0]."""
-    return levels if isinstance(template, (list, tuple)) else levels[0]
+from nnunet_prism.deep_supervision import Logits
+from nnunet_prism.deep_supervision import as_level_list  # noqa: F401  # re-export for training/ (to be removed)
 
 
 def _run_decoder(decoder: UNetDecoder, bottleneck: torch.Tensor,
@@ -38,7 +31,7 @@ def _run_decoder(decoder: UNetDecoder, bottleneck: torch.Tensor,
 
 
 def decode_with_features(decoder: UNetDecoder, skips: Sequence[torch.Tensor]
-                         ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], torch.Tensor]:
+                         ) -> Tuple[Logits, torch.Tensor]:
     """The decoder's own output (logits: a list, highest resolution first, when
     ``decoder.deep_supervision`` is on, else one tensor) and its highest-resolution feature map
     (B, features_per_stage[0], *spatial), the input of the final segmentation layer.
@@ -73,7 +66,7 @@ def _skip_weight(conv: nn.Module, upsampled_width: int, projection: nn.Module) -
 
 def decode_mixtures(decoder: UNetDecoder, skips: Sequence[torch.Tensor], weights: torch.Tensor,
                     projections: Sequence[nn.Module]
-                    ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], torch.Tensor]:
+                    ) -> Tuple[Logits, torch.Tensor]:
     """``decode_with_features`` of N inputs whose skips are projected weighted means of P skip
     sets: equals ``decode_with_features(decoder, [project(mix_rows(weights, s)) ...])``.
 

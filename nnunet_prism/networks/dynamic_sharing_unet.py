@@ -11,20 +11,18 @@ UNetDecoder (including its segmentation layers), F = mean of the per-modality lo
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from nnunet_prism.deep_supervision import Logits, as_level_list, full_resolution, like_levels
 from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.multi_encoder_unet import default_encoder_width
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width)
-
-Logits = Union[torch.Tensor, List[torch.Tensor]]
-
 
 def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor) -> Logits:
     """F(H) of the DS framework (GMD, Eq. 2): mean over present modalities.
@@ -33,9 +31,7 @@ def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor) -> Logits
     bool -> (B, C, *spatial) (or a list). Absent modalities are selected away, not zero-filled;
     a sample with no present modality gets zeros.
     """
-    if isinstance(per_modality, torch.Tensor):
-        return masked_mean(per_modality.unbind(1), modality_mask)
-    return [masked_mean(t.unbind(1), modality_mask) for t in per_modality]
+    return like_levels(per_modality, [masked_mean(t.unbind(1), modality_mask) for t in as_level_list(per_modality)])
 
 
 class DynamicSharingUNet(nn.Module):
@@ -94,7 +90,7 @@ class DynamicSharingUNet(nn.Module):
         def per_modality(t: torch.Tensor) -> torch.Tensor:
             return t.unflatten(0, (self.num_modalities, batch)).transpose(0, 1)
 
-        return per_modality(logits) if isinstance(logits, torch.Tensor) else [per_modality(t) for t in logits]
+        return like_levels(logits, [per_modality(t) for t in as_level_list(logits)])
 
     def forward_modalities(self, x: torch.Tensor) -> Logits:
         """Per-modality logits h_m (GMD, Eq. 1) of every modality, present or not."""
@@ -113,7 +109,7 @@ class DynamicSharingUNet(nn.Module):
         ``forward(x, subset mask & modality mask)`` (without deep supervision) for every s."""
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         logits = self.forward_modalities(x)
-        full = logits if isinstance(logits, torch.Tensor) else logits[0]
+        full = full_resolution(logits)
         subsets = torch.as_tensor(subset_masks, device=x.device).bool()
         return torch.stack([fuse_modalities(full, s[None] & mask) for s in subsets], dim=1)
 

@@ -14,14 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunet_prism.networks.decoding import as_level_list, decode_mixtures, like_levels, mix_rows
+from nnunet_prism.deep_supervision import Logits, as_level_list, full_resolution, like_levels
+from nnunet_prism.networks.decoding import decode_mixtures, mix_rows
 from nnunet_prism.networks.fusion import resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width, stage_sizes)
-
-Logits = Union[torch.Tensor, List[torch.Tensor]]
-
 
 def default_encoder_width(num_modalities: int) -> float:
     """1 / sqrt(M). A conv costs C_in * C_out, so M encoders at width w cost M * w^2 times one
@@ -232,8 +230,7 @@ class MultiEncoderUNet(nn.Module):
         subsets = torch.as_tensor(subset_masks, device=x.device).bool()
         encoded = self._encode(x, mask)
         logits, _ = decode_mixtures(self.decoder, encoded.features, encoded.subset_weights(subsets), self.projections)
-        full = logits[0] if isinstance(logits, list) else logits
-        return full.unflatten(0, (subsets.shape[0], x.shape[0])).transpose(0, 1)
+        return full_resolution(logits).unflatten(0, (subsets.shape[0], x.shape[0])).transpose(0, 1)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         """Number of feature-map elements stored by the convolutions for one sample of spatial

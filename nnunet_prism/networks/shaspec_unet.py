@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from dynamic_network_architectures.building_blocks.helper import maybe_convert_scalar_to_list
 from torch import nn
 
+from nnunet_prism.deep_supervision import Logits, full_resolution
 from nnunet_prism.networks.decoding import decode_with_features
 from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width, stage_sizes)
-
-Logits = Union[torch.Tensor, List[torch.Tensor]]
-
 
 def default_shaspec_width(num_modalities: int) -> float:
     """1 / sqrt(2M): M shared-encoder passes plus M specific encoders cost 2M * w^2 plan encoders,
@@ -175,8 +173,7 @@ class ShaSpecUNet(nn.Module):
             return t.repeat(1, repeats, *([1] * (t.ndim - 2)))
 
         logits = self.decode([repeat(s) for s in shared], repeat(composed), combined)
-        full = logits if isinstance(logits, torch.Tensor) else logits[0]
-        return full.unflatten(0, (repeats, x.shape[0])).transpose(0, 1)
+        return full_resolution(logits).unflatten(0, (repeats, x.shape[0])).transpose(0, 1)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         """Feature-map elements stored by the convolutions for one sample (nnU-Net's VRAM measure)."""
