@@ -55,6 +55,19 @@ def subset_name(subset: Iterable[int], names: Sequence[str]) -> str:
     return "+".join(names[i] for i in sorted(subset))
 
 
+def parse_subset_name(text: str, names: Sequence[str]) -> np.ndarray:
+    """Inverse of ``subset_name``: ``"FLAIR+T1c"`` -> (M,) bool mask in the order of ``names``.
+
+    Parts are stripped and may come in any order; unknown or no names -> one-line ModalityError.
+    """
+    parts = [p.strip() for p in str(text).split("+") if p.strip()]
+    unknown = [p for p in parts if p not in names]
+    if not parts or unknown:
+        raise ModalityError(f"subset {text!r}: expected modality names joined by '+' from {list(names)}"
+                            + (f", unknown {unknown}" if unknown else ""))
+    return np.array([n in parts for n in names], dtype=bool)
+
+
 def subset_to_mask(subset: Iterable[int], num_modalities: int) -> np.ndarray:
     """Boolean mask of shape (M,) that is True for the modalities of ``subset``."""
     mask = np.zeros(num_modalities, dtype=bool)
@@ -74,6 +87,13 @@ def mask_from_nonzero_channels(x, eps: float = 0.0):
     if hasattr(flat, "abs"):  # torch
         return flat.abs().amax(dim=2) > eps
     return np.abs(flat).max(axis=2) > eps
+
+
+def zero_absent_channels(data, mask):
+    """data (B, M, *spatial) torch tensor with every channel whose mask (B, M) entry is False set
+    to zero (the input a network sees for a modality mask, in training and inference)."""
+    shape = mask.shape + (1,) * (data.ndim - 2)
+    return data * mask.reshape(shape).to(device=data.device, dtype=data.dtype)
 
 
 def missing_rates(availability: np.ndarray) -> np.ndarray:

@@ -21,6 +21,31 @@ def test_subset_names_and_masks():
     assert mod.subset_to_mask((1,), 3).tolist() == [False, True, False]
 
 
+def test_parse_subset_name_inverts_subset_name():
+    names = list(mod.BRATS_MODALITIES)
+    mask = mod.parse_subset_name("FLAIR+T1c", names)
+    assert mask.dtype == bool and mask.tolist() == [True, False, True, False]
+    assert mod.parse_subset_name(" T2 + FLAIR ", names).tolist() == [True, False, False, True]
+    for subset in mod.all_subsets(4):
+        assert mod.parse_subset_name(mod.subset_name(subset, names), names).tolist() == \
+            mod.subset_to_mask(subset, 4).tolist()
+
+
+@pytest.mark.parametrize("text, message", [("FLAIR+T1ce", "unknown \\['T1ce'\\]"), ("", "expected"), ("+", "expected")])
+def test_parse_subset_name_errors_are_one_line(text, message):
+    with pytest.raises(mod.ModalityError, match=message) as error:
+        mod.parse_subset_name(text, list(mod.BRATS_MODALITIES))
+    assert "\n" not in str(error.value) and "FLAIR" in str(error.value)
+
+
+def test_zero_absent_channels_zeroes_exactly_the_absent_modalities():
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float16)
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    out = mod.zero_absent_channels(x, mask)
+    assert out.dtype == x.dtype and out.shape == x.shape
+    assert torch.equal(out[mask], x[mask]) and not out[~mask].any()
+
+
 def test_mask_from_nonzero_channels_torch_and_numpy():
     x = torch.randn(2, 3, 4, 4)
     x[0, 1] = 0

@@ -28,7 +28,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
-from nnunet_prism.modalities import all_subsets, subset_name
+from nnunet_prism.modalities import ModalityError, all_subsets, parse_subset_name, subset_name
 from nnunet_prism.evaluation.metrics import METRICS, EvaluationError
 
 Subset = Tuple[int, ...]
@@ -73,10 +73,11 @@ class SubsetResults:
     def subset_key(self, subset: Union[str, Iterable[int], Iterable[bool]]) -> Subset:
         """Normalise a subset given as index tuple, boolean mask or name ("FLAIR+T1c")."""
         if isinstance(subset, str):
-            for s in self.subsets:
-                if subset_name(s, self.modalities) == subset:
-                    return s
-            raise EvaluationError(f"unknown modality subset '{subset}' (modalities: {', '.join(self.modalities)})")
+            try:
+                subset = parse_subset_name(subset, self.modalities)
+            except ModalityError:
+                raise EvaluationError(f"unknown modality subset '{subset}' "
+                                      f"(modalities: {', '.join(self.modalities)})") from None
         items = list(np.asarray(subset).ravel().tolist())
         if items and all(isinstance(v, bool) for v in items):
             if len(items) != len(self.modalities):

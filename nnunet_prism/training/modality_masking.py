@@ -22,12 +22,7 @@ from nnunet_prism.modalities import (
     sample_availability,
     validate_rates,
 )
-
-
-def zero_absent_channels(data: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """data (B, M, *spatial) with every channel whose mask (B, M) entry is False set to zero."""
-    shape = mask.shape + (1,) * (data.ndim - 2)
-    return data * mask.reshape(shape).to(device=data.device, dtype=data.dtype)
+from nnunet_prism.modalities import zero_absent_channels  # noqa: F401  # re-export for training/ (to be removed)
 
 
 class ModalityMaskingMixin:
