@@ -352,3 +352,29 @@ def test_decode_mixtures_equals_decoding_projected_mixed_skips(deep_supervision)
     assert len(shortcut[1]) == len(expected[1])
     for a, b in zip(shortcut[1], expected[1]):
         torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("plans_name, configuration", [("nnUNetPlans", "3d_fullres"), ("nnUNetResEncUNetMPlans", "2d")])
+def test_every_network_built_from_plans_satisfies_the_protocols(plans, plans_name, configuration):
+    """All three networks: ``forward(x, modality_mask=None)`` and ``forward_subsets``; only the
+    multi-encoder network has ``forward_all``. (runtime_checkable checks names, so the
+    signatures are checked here as well.)"""
+    import inspect
+
+    from nnunet_prism.networks import FusedAndUnimodal, MissingModalityNetwork, SubsetEvaluable
+    from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet
+    from nnunet_prism.networks.shaspec_unet import build_shaspec_unet
+
+    cm = plans[(plans_name, configuration)]
+    arch = (cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
+            NUM_MODALITIES, NUM_CLASSES, True)
+    networks = {"multi-encoder": build_multi_encoder_unet(*arch), "ShaSpec": build_shaspec_unet(*arch),
+                "dynamic sharing": build_dynamic_sharing_unet(*arch)}
+    for name, network in networks.items():
+        assert isinstance(network, MissingModalityNetwork), name
+        assert isinstance(network, SubsetEvaluable), name
+        forward = inspect.signature(network.forward).parameters
+        assert list(forward)[:2] == ["x", "modality_mask"] and forward["modality_mask"].default is None, name
+        subsets = inspect.signature(network.forward_subsets).parameters
+        assert list(subsets)[:3] == ["x", "subset_masks", "modality_mask"], name
+        assert isinstance(network, FusedAndUnimodal) == (name == "multi-encoder"), name

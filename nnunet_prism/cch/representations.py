@@ -22,6 +22,9 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
+from nnunet_prism.deep_supervision import full_resolution
+from nnunet_prism.networks.protocol import FusedAndUnimodal
+
 REPRESENTATIONS = ("features", "logits")
 
 
@@ -78,10 +81,7 @@ def sample_voxels(labels: np.ndarray, per_class: int, rng: np.random.Generator) 
 def _full_resolution(out, representation: str):
     if representation == "features":
         return out.fused_features, out.unimodal_features
-    fused, unimodal = out.fused, out.unimodal
-    if isinstance(fused, (list, tuple)):
-        fused, unimodal = fused[0], unimodal[0]
-    return fused, unimodal
+    return full_resolution(out.fused), full_resolution(out.unimodal)
 
 
 @torch.no_grad()
@@ -98,7 +98,7 @@ def extract_representations(network, preprocessed_folder: Path, case_names: Sequ
 
     if representation not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
-    if not hasattr(network, "forward_all"):
+    if not isinstance(network, FusedAndUnimodal):
         raise ValueError(f"{type(network).__name__} has no forward_all: the CCH needs a multi-encoder model "
                          f"(nnUNetTrainerMissingModality, nnUNetTrainerPRISM or a subclass)")
     folder = Path(preprocessed_folder)

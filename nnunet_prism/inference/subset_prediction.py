@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunet_prism.training.modality_masking import zero_absent_channels
+from nnunet_prism.modalities import zero_absent_channels
+from nnunet_prism.networks.protocol import SubsetEvaluable
 
 
 class AllSubsetsNetwork(nn.Module):
@@ -33,7 +34,7 @@ class AllSubsetsNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         masks = self.subset_masks.to(x.device)
-        if hasattr(self.network, "forward_subsets"):
+        if isinstance(self.network, SubsetEvaluable):
             logits = self.network.forward_subsets(x, masks)  # (B, S, C, *spatial)
         else:
             logits = torch.stack([self.network(zero_absent_channels(x, m.expand(x.shape[0], -1)))
