@@ -75,16 +75,16 @@ def run(args):
 
     from nnunet_prism.cch.criterion import cch_table, format_table, plot_table, write_table
     from nnunet_prism.cch.representations import extract_representations
-    from nnunet_prism.commands.evaluate import load_predictor
-    from nnunet_prism.commands.predict import model_folder
     from nnunet_prism.inference.evaluation_cases import validation_cases
+    from nnunet_prism.inference.model_loading import load_predictor, model_folder
     from nnunet_prism.modalities import modality_names
+    from nnunet_prism.networks.protocol import FusedAndUnimodal
 
     options = mi_options(args)
     folder = model_folder(args.dataset, args.trainer, args.plans, args.configuration)
     predictor = load_predictor(folder, args.fold, args.checkpoint, args.device, use_mirroring=False)
     network = predictor.network
-    if not hasattr(network, "forward_all"):
+    if not isinstance(network, FusedAndUnimodal):
         raise PipelineError(f"{args.trainer} has no multi-encoder network (forward_all); the CCH needs "
                             f"per-modality representations (use nnUNetTrainerMissingModality or nnUNetTrainerPRISM)")
     device = torch.device(args.device)

@@ -7,7 +7,7 @@ the result.
 """
 from pathlib import Path
 
-from nnunet_prism.commands.predict import model_folder
+from nnunet_prism.inference.model_loading import load_predictor, model_folder
 
 
 def add_arguments(parser):
@@ -25,17 +25,6 @@ def add_arguments(parser):
     parser.add_argument("--save-predictions", action="store_true", help="also write each subset's segmentations")
     parser.add_argument("--compare", nargs="?", const="", default=None, metavar="DATASET",
                         help="print published 15-subset averages (e.g. BraTS2018) beside the result")
-
-
-def load_predictor(folder: Path, fold: int, checkpoint: str, device: str, use_mirroring: bool):
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=use_mirroring,
-                                perform_everything_on_device=device == "cuda", device=torch.device(device),
-                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(folder), (fold,), checkpoint_name=checkpoint)
-    return predictor
 
 
 def run(args):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nnunet_prism import pipeline
 from nnunet_prism.inference.absent_modalities import complete_cases, group_case_files
+from nnunet_prism.inference.model_loading import model_folder
 from nnunet_prism.modalities import modality_names
 
 RECORD_FILE = "modalities_used.json"
@@ -26,16 +27,6 @@ def add_arguments(parser):
     parser.add_argument("-p", "--plans", default="nnUNetPlans")
     parser.add_argument("-f", "--folds", nargs="+", default=["0", "1", "2", "3", "4"])
     parser.add_argument("-device", "--device", default="cuda", choices=["cuda", "cpu", "mps"])
-
-
-def model_folder(dataset, trainer, plans, configuration) -> Path:
-    from nnunetv2.paths import nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    folder = Path(str(nnUNet_results)) / maybe_convert_to_dataset_name(dataset) / f"{trainer}__{plans}__{configuration}"
-    if not (folder / "dataset.json").is_file():
-        raise FileNotFoundError(f"no trained model in {folder} (dataset.json missing)")
-    return folder
 
 
 def run(args):
