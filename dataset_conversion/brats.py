@@ -17,11 +17,12 @@ own BraTS example), ``imagesTs`` for cases without a label file, and ``dataset.j
 A modality that is absent (in the source or by simulation) is written as an all-zero image on
 the case's voxel grid, so nnU-Net's own tools accept the set. Every case is validated before
 anything is written, and the dataset is written into a hidden folder that is renamed into place
-only when complete.
+only when complete (the next run removes the hidden folder of an interrupted one).
 """
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +38,8 @@ from dataset_conversion.errors import ConversionError
 from dataset_conversion.labels import brats_predictions_to_original, dataset_json_labels  # noqa: F401 (re-export)
 from dataset_conversion.layouts import BratsLayout
 from dataset_conversion.sources import SourceCase, find_cases
-from dataset_conversion.staging import dataset_folder, raw_root_folder, staged
+from dataset_conversion.staging import (check_apart, check_destination, clean_interrupted, dataset_folder,
+                                        raw_root_folder, staged)
 from dataset_conversion.validation import check_case
 from dataset_conversion.writing import FILE_ENDING, write_case
 from nnunet_prism.modalities import AVAILABILITY_KEY, BRATS_MODALITIES, availability_to_json
@@ -116,11 +118,18 @@ def convert_brats(source_dirs: Union[PathLike, Sequence[PathLike]], dataset_id: 
     ``nnunet_prism.modalities.sample_availability`` and ANDed with what the files hold; every
     case keeps >= 1 modality. ``layout``: "auto", "2020" (2018-2021) or "2023".
     ``require_labels``: see ``split_labelled``. Bad input raises ConversionError; nothing is
-    written then and an existing dataset is only replaced with ``overwrite=True``.
+    written then and an existing dataset is only replaced with ``overwrite=True``. Every file is
+    read completely first (a truncated file is an error); the destination and the source folders
+    must not contain one another.
     """
-    folder = dataset_folder(raw_root_folder(raw_root), dataset_id, dataset_name, overwrite)
+    folder = dataset_folder(raw_root_folder(raw_root), dataset_id, dataset_name)
     rates = check_rates(missing_rates, len(BRATS_MODALITIES))
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConversionError(f"seed must be a non-negative integer, got {seed!r}.")
     chosen, cases = find_cases(source_dirs, layout)
+    check_apart({c.source for c in cases}, folder)
+    clean_interrupted(folder)
+    check_destination(folder, overwrite)
     train, test = split_labelled(cases, chosen, require_labels)
 
     genuine = np.array(_map(partial(check_case, layout=chosen), train + test, num_workers), dtype=bool)

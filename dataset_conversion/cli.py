@@ -29,11 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from nnunet_prism.cli import replace_deprecated
+    from nnunet_prism.cli import attach_dash_values, replace_deprecated
     from nnunet_prism.modalities import ModalityError
 
-    args = build_parser().parse_args(replace_deprecated(argv, "python -m dataset_conversion",
-                                                        {"synthetic": "make-phantom"}))
+    argv = replace_deprecated(argv, "python -m dataset_conversion", {"synthetic": "make-phantom"})
+    args = build_parser().parse_args(attach_dash_values(argv))
     try:
         return int(args._run(args) or 0)
     except (ConversionError, ModalityError, OSError) as e:

@@ -1,5 +1,16 @@
-"""The one exception type of the converters: a problem the user can fix in the input."""
+"""The converters' exception type, a problem the user can fix in the input, and the file completeness
+check that raises it."""
+from nnunet_prism.image_io import IncompleteImageError, check_nifti_complete
 
 
 class ConversionError(ValueError):
     """Bad input for a dataset conversion. The message is one sentence naming the case and file."""
+
+
+def check_complete(path, what: str = "") -> None:
+    """``nnunet_prism.image_io.check_nifti_complete`` with its error as a ConversionError whose
+    message starts with ``what`` (e.g. "case 'X': ")."""
+    try:
+        check_nifti_complete(path)
+    except IncompleteImageError as e:
+        raise ConversionError(f"{what}{e}") from None

@@ -13,8 +13,9 @@ from typing import Dict, List, Mapping, Union
 import numpy as np
 import SimpleITK as sitk
 
-from dataset_conversion.errors import ConversionError
+from dataset_conversion.errors import ConversionError, check_complete
 from dataset_conversion.layouts import BratsLayout, get_layout
+from dataset_conversion.staging import staged_files
 
 NNUNET_LABELS = (0, 1, 2, 3)
 PLAIN_LABELS = {"background": 0, "edema": 1, "necrosis": 2, "enhancing": 3}
@@ -60,7 +61,9 @@ def brats_predictions_to_original(in_dir: Union[str, os.PathLike], out_dir: Unio
                                   layout: str) -> List[Path]:
     """Every ``*.nii.gz`` of ``in_dir`` (nnU-Net predictions, 0/1/2/3) written to ``out_dir`` under the
     same name in the BraTS convention of ``layout`` ("2020": 1/2/4, "2023": 1/2/3), header kept.
-    Returns the written paths. ``out_dir`` must differ from ``in_dir``."""
+    Returns the written paths. ``out_dir`` must differ from ``in_dir``. Every file is checked
+    complete before it is read; the files are written into a hidden folder beside ``out_dir`` and
+    moved into it only when all are done, so an error leaves ``out_dir`` as it was."""
     if str(layout) == "auto":
         raise ConversionError("predictions do not tell their BraTS release; pass layout 2020 or 2023.")
     brats_layout = get_layout(layout)
@@ -73,13 +76,15 @@ def brats_predictions_to_original(in_dir: Union[str, os.PathLike], out_dir: Unio
     files = sorted(in_dir.glob("*.nii.gz"))
     if not files:
         raise ConversionError(f"prediction folder {in_dir} holds no .nii.gz file.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in files:
-        image = sitk.ReadImage(str(path))
-        seg = nnunet_to_brats(sitk.GetArrayViewFromImage(image), brats_layout, f"prediction file {path}")
-        out = sitk.GetImageFromArray(seg)
-        out.CopyInformation(image)
-        sitk.WriteImage(out, str(out_dir / path.name))
-        written.append(out_dir / path.name)
-    return written
+    with staged_files(out_dir) as stage:
+        for path in files:
+            check_complete(path, "prediction file ")
+            try:
+                image = sitk.ReadImage(str(path))
+            except RuntimeError:
+                raise ConversionError(f"cannot read prediction file {path} as an image.") from None
+            seg = nnunet_to_brats(sitk.GetArrayViewFromImage(image), brats_layout, f"prediction file {path}")
+            out = sitk.GetImageFromArray(seg)
+            out.CopyInformation(image)
+            sitk.WriteImage(out, str(stage / path.name))
+    return [out_dir / path.name for path in files]

@@ -1,5 +1,5 @@
-"""Check one source case before anything is written: readable files, one voxel grid for all
-modalities and the label, known label values. Returns which modalities
+"""Check one source case before anything is written: readable and complete files, one voxel
+grid for all modalities and the label, known label values. Returns which modalities
 are really there (file present and not all zero)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from dataset_conversion.errors import ConversionError
+from dataset_conversion.errors import ConversionError, check_complete
 from dataset_conversion.labels import brats_to_nnunet
 from dataset_conversion.layouts import BratsLayout
 from dataset_conversion.sources import SourceCase
@@ -56,6 +56,9 @@ def check_same_grid(case_id: str, path: Path, geometry: Geometry, ref_path: Path
 
 
 def _read_array(path: Path, case_id: str) -> np.ndarray:
+    """The voxels of ``path``, after checking that the file is complete (SimpleITK would fill a
+    truncated file's missing voxels with zeros)."""
+    check_complete(path, f"case '{case_id}': ")
     try:
         return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     except RuntimeError:

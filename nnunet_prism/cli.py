@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 # subcommand -> (module, one-line help)
@@ -24,6 +25,10 @@ SUBCOMMANDS = {
 
 # old subcommand name -> new name: still accepted (not shown in --help), with a notice on stderr
 DEPRECATED = {"synth": "m2dn", "synthetic": "make-phantom"}
+
+# options whose value may start with '-' (argparse would take "-0.2,0.4" for an option and say
+# only "expected one argument"; our own check then says what is wrong with the value)
+DASH_VALUE_OPTIONS = ("--missing-rates",)
 
 # subcommands that hand unknown options to the nnU-Net command they wrap
 PASSTHROUGH = {"train", "predict"}
@@ -56,6 +61,18 @@ def replace_deprecated(argv, prog: str = "nnunet_prism", deprecated=DEPRECATED) 
     return argv
 
 
+def attach_dash_values(argv) -> list:
+    """``argv`` with ``OPTION VALUE`` written as ``OPTION=VALUE`` for the options of
+    ``DASH_VALUE_OPTIONS`` when VALUE looks like a negative number ("-0.2,0.4,...")."""
+    argv, out = list(argv), []
+    while argv:
+        word = argv.pop(0)
+        if word in DASH_VALUE_OPTIONS and argv and re.match(r"-[\d.]", argv[0]):
+            word = f"{word}={argv.pop(0)}"
+        out.append(word)
+    return out
+
+
 def user_errors():
     """Exception types whose message is meant for the user (printed as one line)."""
     from nnunet_prism.modalities import ModalityError
@@ -75,7 +92,7 @@ def user_errors():
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args, passthrough = parser.parse_known_args(replace_deprecated(argv))
+    args, passthrough = parser.parse_known_args(attach_dash_values(replace_deprecated(argv)))
     if passthrough and args.command not in PASSTHROUGH:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     args.passthrough = passthrough

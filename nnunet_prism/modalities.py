@@ -117,9 +117,9 @@ def validate_rates(rates: Sequence[float], num_modalities: int) -> np.ndarray:
     rates = np.asarray(rates, dtype=float)
     if rates.shape != (num_modalities,):
         raise ModalityError(f"need one missing rate per modality ({num_modalities}), got {len(rates)}")
-    if np.any(rates < 0) or np.any(rates >= 1):
+    if not np.all((rates >= 0) & (rates < 1)):  # also refuses NaN, which compares False
         raise ModalityError(f"every missing rate must lie in [0, 1) so each modality is seen at least "
-                            f"once, got {rates.tolist()}")
+                            f"once, got {', '.join(f'{r:g}' for r in rates)}")
     return rates
 
 
