@@ -234,3 +234,16 @@ def test_brats_labels_error_mid_way_leaves_an_earlier_output_as_it_was(predictio
     assert run_cli(capsys, "brats-labels", "-i", predictions, "-o", out, "--layout", "2023")[0] == 0
     assert (out / "notes.txt").read_text() == "user file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "pred"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--missing-rates", "nan,0.4,0.6,0.8"], "every missing rate must lie in [0, 1)"),
+    (["--missing-rates", "-0.2,0.4,0.6,0.8"], "every missing rate must lie in [0, 1)"),
+    (["--missing-rates", "0.2,x,0.6,0.8"], "comma-separated numbers"),
+    (["--seed", "-5"], "--seed must be a non-negative integer, got -5"),
+])
+def test_demo_refuses_the_same_values_before_doing_anything(tmp_path, capsys, args, words):
+    workdir = tmp_path / "demo"
+    code, err = run_cli(capsys, "demo", "--workdir", workdir, *args)
+    assert code == 2 and len(err) == 1 and words in err[0], err
+    assert not workdir.exists()

@@ -61,8 +61,12 @@ def _nnunet_prism(*args) -> list:
 def run(args):
     from nnunet_prism.evaluation.comparison import TrainerComparison, write_comparison
     from nnunet_prism.evaluation.results import SubsetResults
+    from nnunet_prism.modalities import BRATS_MODALITIES, ModalityError, parse_rates
     from nnunet_prism.synthetic_dataset import copy_present_files, prepare_complete_test_set, prepare_synthetic_dataset
 
+    rates = parse_rates(args.missing_rates, len(BRATS_MODALITIES)).tolist() if args.missing_rates else None
+    if args.seed < 0:
+        raise ModalityError(f"--seed must be a non-negative integer, got {args.seed}")
     workdir = Path(args.workdir).resolve()
     env = pipeline.nnunet_environment(workdir)
     if args.device == "cpu":
@@ -70,7 +74,6 @@ def run(args):
     log = workdir / "demo_log.txt"
     trainers = list(dict.fromkeys(args.trainers))
     progress = _Progress(2 + 3 * len(trainers))
-    rates = [float(r) for r in args.missing_rates.split(",")] if args.missing_rates else None
 
     progress.step("synthetic BraTS-like set -> nnU-Net raw dataset -> nnUNetv2_plan_and_preprocess")
     dataset_folder = prepare_synthetic_dataset(workdir, args.dataset_id, env, args.num_cases, args.num_test_cases,
