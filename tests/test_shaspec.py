@@ -7,7 +7,9 @@ from types import SimpleNamespace
 from nnunet_prism.losses.shaspec import distribution_alignment_loss, domain_classification_loss
 from nnunet_prism.networks.shaspec_unet import ShaSpecOutput, build_shaspec_unet, generate_missing
 from nnunet_prism.training.hyperparameters import HyperparameterError
-from nnunet_prism.training.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec, parse_subset
+from nnunet_prism.modalities import parse_subset_name
+from nnunet_prism.training.base import StepInputs
+from nnunet_prism.training.nnUNetTrainerShaSpec import fixed_subset_mask, nnUNetTrainerShaSpec
 
 M, CLASSES = 4, 3
 IMPORTS = ["conv_op", "norm_op", "dropout_op", "nonlin"]
@@ -148,7 +150,7 @@ def test_build_network_architecture_rebuilds_identical_state_dict(name, dim, res
 
 def test_dedicated_model_ignores_modalities_outside_its_subset():
     network = build(deep_supervision=False)
-    network.allowed_modalities.copy_(parse_subset("FLAIR+T1c", ["FLAIR", "T1", "T1c", "T2"]))
+    network.allowed_modalities.copy_(torch.from_numpy(parse_subset_name("FLAIR+T1c", ["FLAIR", "T1", "T1c", "T2"])))
     x = torch.randn(1, M, 16, 16, 16)
     other = x.clone()
     other[:, [1, 3]] = torch.randn(1, 2, 16, 16, 16)
@@ -158,20 +160,21 @@ def test_dedicated_model_ignores_modalities_outside_its_subset():
     assert out.modality_mask.tolist() == [[True, False, True, False]]
 
 
-def test_parse_subset_errors_name_the_problem():
+def test_fixed_subset_errors_name_the_value():
     names = ["FLAIR", "T1", "T1c", "T2"]
-    assert parse_subset("T2+FLAIR", names).tolist() == [True, False, False, True]
-    with pytest.raises(HyperparameterError, match="unknown \\['T1ce'\\]"):
-        parse_subset("FLAIR+T1ce", names)
-    with pytest.raises(HyperparameterError, match="fixed_subset"):
-        parse_subset("+", names)
+    assert fixed_subset_mask("T2+FLAIR", names).tolist() == [True, False, False, True]
+    assert fixed_subset_mask(None, names) is None
+    for bad, message in (("FLAIR+T1ce", "fixed_subset='FLAIR\\+T1ce'.*T1ce"), ("+", "fixed_subset='\\+'")):
+        with pytest.raises(HyperparameterError, match=message):
+            nnUNetTrainerShaSpec.check_against_dataset({"missing_rates": None, "fixed_subset": bad}, names)
 
 
 def regime_trainer(fixed_subset, availability):
     """The trainer's mask logic without nnU-Net's set-up: availability (B, M) as recorded."""
     trainer = object.__new__(nnUNetTrainerShaSpec)
     trainer.device, trainer.modality_dropout = torch.device("cpu"), 0.5
-    trainer.subset_mask = None if fixed_subset is None else parse_subset(fixed_subset, ["FLAIR", "T1", "T1c", "T2"])
+    trainer.subset_mask = (None if fixed_subset is None else
+                           torch.from_numpy(parse_subset_name(fixed_subset, ["FLAIR", "T1", "T1c", "T2"])))
     trainer.case_availability = lambda keys: availability[:len(keys)].clone()
     return trainer
 
@@ -181,23 +184,23 @@ AVAILABLE = torch.tensor([[True, True, True, True], [False, True, False, True], 
 
 def test_dedicated_regime_uses_exactly_the_subset_and_leaves_out_samples_without_it():
     trainer = regime_trainer("FLAIR+T1c", AVAILABLE)
-    mask = trainer.step_mask(["a", "b", "c"], training=True)
+    mask = trainer.modality_mask(["a", "b", "c"], training=True)
     assert mask.tolist() == [[True, False, True, False], [False] * 4, [False, False, True, False]]
     data, target = torch.randn(3, M, 2, 2), [torch.randn(3, 1, 2, 2), torch.randn(3, 1, 1, 1)]
-    kept, kept_target, kept_mask, weight = trainer.usable_batch(data, target, mask, ["a", "b", "c"])
-    assert weight == 1.0 and kept.shape[0] == 2 and [t.shape[0] for t in kept_target] == [2, 2]
-    torch.testing.assert_close(kept, data[[0, 2]])
-    assert kept_mask.tolist() == [[True, False, True, False], [False, False, True, False]]
+    kept = trainer.select_samples(StepInputs(data, target, mask, ["a", "b", "c"]))
+    assert kept.weight == 1.0 and kept.data.shape[0] == 2 and [t.shape[0] for t in kept.target] == [2, 2]
+    torch.testing.assert_close(kept.data, data[[0, 2]])
+    assert kept.mask.tolist() == [[True, False, True, False], [False, False, True, False]] and kept.keys == ["a", "c"]
     # a batch with no sample of the subset: a zero-weighted step on the recorded availability
-    _, _, fallback, weight = trainer.usable_batch(data[1:2], [t[1:2] for t in target], mask[1:2], ["b"])
-    assert weight == 0.0 and fallback.tolist() == AVAILABLE[:1].tolist(), "the stub's recorded availability"
+    fallback = trainer.select_samples(StepInputs(data[1:2], [t[1:2] for t in target], mask[1:2], ["b"]))
+    assert fallback.weight == 0.0 and fallback.mask.tolist() == AVAILABLE[:1].tolist(), "the stub's availability"
 
 
 def test_all_subsets_regime_drops_modalities_at_random_within_availability():
     trainer = regime_trainer(None, AVAILABLE)
     trainer.training_modality_mask = lambda keys: nnUNetTrainerShaSpec.training_modality_mask(trainer, keys)
     torch.manual_seed(0)
-    masks = [trainer.step_mask(["a", "b", "c"], training=True) for _ in range(200)]
+    masks = [trainer.modality_mask(["a", "b", "c"], training=True) for _ in range(200)]
     assert all(bool((m & ~AVAILABLE).any()) is False and bool(m.any(dim=1).all()) for m in masks)
     assert len({tuple(m[0].tolist()) for m in masks}) == 15, "a complete case sees every subset"
-    assert trainer.step_mask(["a", "b", "c"], training=False).tolist() == AVAILABLE.tolist(), "no dropout in validation"
+    assert trainer.modality_mask(["a", "b", "c"], training=False).tolist() == AVAILABLE.tolist(), "no dropout in validation"

@@ -10,7 +10,6 @@ from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecod
 from torch import nn
 
 from nnunet_prism.deep_supervision import Logits
-from nnunet_prism.deep_supervision import as_level_list  # noqa: F401  # re-export for training/ (to be removed)
 
 
 def _run_decoder(decoder: UNetDecoder, bottleneck: torch.Tensor,

@@ -1,10 +1,7 @@
-"""Trainers. nnU-Net finds them by class name through ``nnunet_prism.ext_trainer_shim``."""
-from nnunet_prism.training.base import nnUNetTrainerPrismBase
-from nnunet_prism.training.nnUNetTrainerGMD import nnUNetTrainerDS, nnUNetTrainerGMD
-from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
-from nnunet_prism.training.nnUNetTrainerModalityDropout import nnUNetTrainerModalityDropout
-from nnunet_prism.training.nnUNetTrainerPRISM import nnUNetTrainerPRISM
-from nnunet_prism.training.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec
+"""Trainers, found by discovery (``registry.trainer_classes``): a new module here with an
+``nnUNetTrainer*`` subclass of ``nnUNetTrainerPrismBase`` is exported below, so nnU-Net (through
+``nnunet_prism.ext_trainer_shim``) and ``nnunet_prism doctor`` find it without editing a list."""
+from nnunet_prism.training.registry import trainer_classes as _trainer_classes
 
-__all__ = ["nnUNetTrainerPrismBase", "nnUNetTrainerModalityDropout", "nnUNetTrainerMissingModality",
-           "nnUNetTrainerPRISM", "nnUNetTrainerGMD", "nnUNetTrainerDS", "nnUNetTrainerShaSpec"]
+globals().update({_cls.__name__: _cls for _cls in _trainer_classes()})
+__all__ = [_cls.__name__ for _cls in _trainer_classes()]

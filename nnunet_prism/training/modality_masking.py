@@ -22,7 +22,16 @@ from nnunet_prism.modalities import (
     sample_availability,
     validate_rates,
 )
-from nnunet_prism.modalities import zero_absent_channels  # noqa: F401  # re-export for training/ (to be removed)
+from nnunet_prism.training.hyperparameters import Hyperparameter, HyperparameterError
+
+
+def check_missing_rates(rates, names) -> None:
+    """``missing_rates``: None or one rate in [0, 1) per modality of ``names`` (one-line error)."""
+    if rates is not None:
+        try:
+            validate_rates(rates, len(names))
+        except ModalityError as e:
+            raise HyperparameterError(f"hyperparameter missing_rates={rates}: {e} ({', '.join(names)}).") from None
 
 
 class ModalityMaskingMixin:
@@ -30,12 +39,13 @@ class ModalityMaskingMixin:
     ``self.device`` and the hyperparameter mechanism)."""
 
     HYPERPARAMETERS = {
-        # simulated per-modality missing rates FR^m on the training cases (None: only what the
-        # dataset records); fixed per case for the whole run, drawn with ``missing_seed``
-        "missing_rates": None,
-        "missing_seed": 0,
-        # probability to drop each present modality of a sample anew at every iteration
-        "modality_dropout": 0.0,
+        "missing_rates": Hyperparameter(
+            "rates", None, "simulated per-modality missing rates FR^m on the training cases, fixed per case "
+                           "(PASSION's mr2468 protocol)", nullable=True),
+        "missing_seed": Hyperparameter("int", 0, "seed of that simulation", minimum=0),
+        "modality_dropout": Hyperparameter(
+            "float", 0.0, "probability to drop each present modality anew at every iteration, at least one "
+                          "kept (ShaSpec: random dropping)", minimum=0, maximum=1),
     }
 
     @property

@@ -14,69 +14,78 @@ is nnU-Net's own (deep-supervised Dice+CE/BCE) so GMD is comparable with the oth
 theta is the shared decoder by construction (official: parameters every objective touched);
 the corrected gradients are summed as in Eq. 9 (official: mean; ``gmd_reduction="mean"``).
 """
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 import torch
 
+from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
-from nnunet_prism.training.base import nnUNetTrainerPrismBase
+from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
 from nnunet_prism.training.gmd_backward import gmd_backward, loss_scale, summed_backward
 from nnunet_prism.training.gradient_decoupling import SubsetSampler, summarise_statistics
-from nnunet_prism.training.modality_masking import zero_absent_channels
+from nnunet_prism.training.hyperparameters import Hyperparameter
 
 CURVES = ("conflict_fraction", "cosine_before", "cosine_after")
 
 
+def subset_losses(loss, per_modality: Logits, target: Logits, mask: torch.Tensor,
+                  subsets: torch.Tensor) -> List[Optional[torch.Tensor]]:
+    """L_j for each subset C_j (GMD, AAAI 2024, Eq. 2-3): the loss of the mean of the logits of
+    (C_j AND the sample's modalities) on the samples where that is not empty; None where no sample
+    has any modality of C_j. per_modality: per level (B, M, C, *spatial); target: per level
+    (B, 1|R, *spatial); mask (B, M) and subsets (K, M) bool."""
+    targets = as_level_list(target)
+    losses = []
+    for subset in subsets:
+        combined = mask & subset[None]
+        rows = combined.any(dim=1)
+        if not bool(rows.any()):
+            losses.append(None)
+            continue
+        fused = as_level_list(fuse_modalities(per_modality, combined))
+        losses.append(loss(like_levels(per_modality, [f[rows] for f in fused]),
+                           like_levels(per_modality, [t[rows] for t in targets])))
+    return losses
+
+
+@dataclass
+class DynamicSharingOutput:
+    """Encoder skips (per scale, (B, M, C_s, *spatial_s)) and every modality's logits through the
+    shared decoder (per level (B, M, C, *spatial)); the subset losses once computed."""
+    skips: List[torch.Tensor]
+    per_modality: Logits
+    losses: List[Optional[torch.Tensor]] = field(default_factory=list)
+
+
 class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
     HYPERPARAMETERS = {
-        "gmd_subsets": None,        # k subsets per step: an int, or "all"; None = 5 (the paper's k)
-        "gmd_reduction": "sum",     # Eq. 9 sums the corrected gradients; "mean" as the official code
-        "gmd_seed": 0,              # subset sampling (identical on every DDP rank)
-        "gradient_mode": "gmd",     # "sum": one summed loss, no decoupling (DS alone)
+        "gmd_subsets": Hyperparameter("int", 5, "subsets k per step, or `all` (GMD paper)", minimum=1,
+                                      special=("all",)),
+        "gmd_reduction": Hyperparameter("choice", "sum", "Eq. 9 sums; `mean` as the official code",
+                                        choices=("sum", "mean")),
+        "gmd_seed": Hyperparameter("int", 0, "subset sampling, identical on every DDP rank", minimum=0),
+        "gradient_mode": Hyperparameter("choice", "gmd", "`sum`: one summed loss, no decoupling (DS alone)",
+                                        choices=("gmd", "sum")),
     }
-    DEFAULT_SUBSETS = 5
+    network_builder = staticmethod(build_dynamic_sharing_unet)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self._normalise_hyperparameters()
-        self.sampler = SubsetSampler(len(self.modality_names), self.gmd_subsets, self.gmd_seed)
+        k = None if self.gmd_subsets == "all" else self.gmd_subsets
+        self.sampler = SubsetSampler(len(self.modality_names), k, self.gmd_seed)
         self.register_curves({"GMD gradient conflicts (paper fig. 3)": [self.curve_key(c) for c in CURVES]})
 
     @staticmethod
     def curve_key(name: str) -> str:
         return f"gmd_{name}"
 
-    def _normalise_hyperparameters(self) -> None:
-        """gmd_subsets -> an int or None (all); the value in force is what hyperparameters.json shows."""
-        k = self.DEFAULT_SUBSETS if self.gmd_subsets is None else self.gmd_subsets
-        if k != "all" and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ValueError(f"hyperparameter 'gmd_subsets' must be a positive integer or \"all\", got {k!r}")
-        self.hyperparameters["gmd_subsets"] = k
-        self.gmd_subsets = None if k == "all" else k
-        if self.gmd_reduction not in ("sum", "mean"):
-            raise ValueError(f"hyperparameter 'gmd_reduction' must be \"sum\" or \"mean\", got {self.gmd_reduction!r}")
-        if self.gradient_mode not in ("gmd", "sum"):
-            raise ValueError(f"hyperparameter 'gradient_mode' must be \"gmd\" or \"sum\", got {self.gradient_mode!r}")
-
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
-                                   num_output_channels: int, enable_deep_supervision: bool = True):
-        return build_dynamic_sharing_unet(configuration_manager.network_arch_class_name,
-                                          configuration_manager.network_arch_init_kwargs,
-                                          configuration_manager.network_arch_init_kwargs_req_import,
-                                          num_input_channels, num_output_channels, enable_deep_supervision)
-
     def initialize(self):
         super().initialize()
-        # Subset losses run on the samples that have the subset, which differ between ranks: no
-        # cross-rank Dice inside the loss (it could deadlock); gradients are averaged instead.
-        is_ddp, self.is_ddp = self.is_ddp, False
-        try:
-            self.subset_loss = self._build_loss()
-        finally:
-            self.is_ddp = is_ddp
+        # subset losses run on the samples that have the subset (differs between ranks)
+        self.subset_loss = self.build_rank_local_loss()
 
     # -- state ----------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
@@ -86,65 +95,36 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
         if "gmd_sampler" in state:
             self.sampler.load_state_dict(state["gmd_sampler"])
 
-    def plain_network(self):
-        """The DS network itself (GMD computes its own gradients, so DDP's hooks are bypassed and
-        the reduction happens explicitly in ``gmd_backward``)."""
-        network = self.network.module if self.is_ddp else self.network
-        return getattr(network, "_orig_mod", network)
+    # -- the step: GMD computes its own gradients ------------------------------------------------
+    def forward(self, inputs: StepInputs, training: bool):
+        """Training: skips and per-modality logits of the DS network itself (GMD bypasses DDP's
+        hooks and reduces explicitly in ``gmd_backward``); validation: the fused logits."""
+        if not training:
+            return self.network(inputs.data, inputs.mask)
+        network = self.unwrapped_network()
+        skips = network.encode(inputs.data)
+        return DynamicSharingOutput(skips, network.decode(skips))
 
-    # -- training -------------------------------------------------------------------------------
-    def subset_losses(self, per_modality, target, mask: torch.Tensor, subsets: torch.Tensor) -> List[Optional[torch.Tensor]]:
-        """L_j for each subset (K, M): the loss of the fused logits of (subset AND sample mask) on
-        the samples where that is non-empty; None where no sample has any of the subset."""
-        targets = target if isinstance(target, list) else [target]
-        losses = []
-        for subset in subsets:
-            combined = mask & subset[None]
-            rows = combined.any(dim=1)
-            if not bool(rows.any()):
-                losses.append(None)
-                continue
-            fused = fuse_modalities(per_modality, combined)
-            if isinstance(fused, list):
-                losses.append(self.subset_loss([f[rows] for f in fused], [t[rows] for t in targets]))
-            else:
-                losses.append(self.subset_loss(fused[rows], targets[0][rows]))
-        return losses
-
-    def train_step(self, batch: dict) -> dict:
-        data, target = self.batch_to_device(batch)
-        mask = self.training_modality_mask(batch['keys'])
-        data = zero_absent_channels(data, mask)
+    def compute_loss(self, output: DynamicSharingOutput, inputs: StepInputs):
+        """The k sampled subsets' losses (kept on ``output`` for the backward); their mean is the
+        number logged."""
         subsets = self.sampler.sample_masks().to(self.device)
-        network = self.plain_network()
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            skips = network.encode(data)
-            losses = self.subset_losses(network.decode(skips), target, mask, subsets)
+        output.losses = subset_losses(self.subset_loss, output.per_modality, inputs.target, inputs.mask, subsets)
+        present = [l.detach().float() for l in output.losses if l is not None]
+        return (torch.stack(present).mean() if present else torch.zeros((), device=self.device)), {}
+
+    def backward_and_step(self, loss, inputs: StepInputs, output: DynamicSharingOutput) -> dict:
+        network = self.unwrapped_network()
         scale = loss_scale(self.grad_scaler, self.device)
         stats = None
         if self.gradient_mode == "gmd":
-            stats = gmd_backward(network.shared_parameters(), network.modality_parameters(), skips, losses,
-                                 scale=scale, reduction=self.gmd_reduction, generator=self.sampler.generator)
+            stats = gmd_backward(network.shared_parameters(), network.modality_parameters(), output.skips,
+                                 output.losses, scale=scale, reduction=self.gmd_reduction,
+                                 generator=self.sampler.generator)
         else:
-            summed_backward(list(network.parameters()), losses, scale=scale)
+            summed_backward(list(network.parameters()), output.losses, scale=scale)
         self.clip_and_step()
-        present = [l.detach().float() for l in losses if l is not None]
-        loss = torch.stack(present).mean() if present else torch.zeros((), device=self.device)
-        return {'loss': loss.cpu().numpy(),
-                'gmd_statistics': np.array(stats.as_array() if stats is not None else [0.0] * 4)}
-
-    def clip_and_step(self) -> None:
-        """nnU-Net's update from gradients already in ``.grad`` (scaled when a GradScaler exists):
-        unscale, clip to norm 12, step (skipped by the scaler on inf/NaN), update the scale."""
-        if self.grad_scaler is not None:
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.optimizer.step()
+        return {'gmd_statistics': np.array(stats.as_array() if stats is not None else [0.0] * 4)}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         super().on_train_epoch_end(train_outputs)
@@ -161,4 +141,4 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
 
 class nnUNetTrainerDS(nnUNetTrainerGMD):
     """Dynamic sharing without GMD: the same network and sampled subsets, one summed loss."""
-    HYPERPARAMETERS = {"gradient_mode": "sum"}
+    DEFAULT_OVERRIDES = {"gradient_mode": "sum"}

@@ -6,4 +6,4 @@ class nnUNetTrainerModalityDropout(nnUNetTrainerPrismBase):
     """Every present modality of a sample is dropped with probability ``modality_dropout`` at each
     iteration (at least one kept), on top of the case's recorded availability."""
 
-    HYPERPARAMETERS = {"modality_dropout": 0.5}
+    DEFAULT_OVERRIDES = {"modality_dropout": 0.5}

@@ -2,32 +2,65 @@
 preference-aware regularisation, on the multi-encoder baseline.
 
 L = L_task + sum_{m present} (lambda1 * E^m * L_pixel^m + lambda2 * omega^m * L_proto^m)
-("PRISM – Methodik", Gesamtoptimierungsziel). Teacher = the fused output of the present
+(PASSION, ACM MM 2024, overall objective). Teacher = the fused output of the present
 modalities (detached); student m = modality m alone through the same decoder. E^m starts at
 1/(1-FR^m) of this fold's training cases and is updated after every epoch by
 E <- E - gamma * mean RP^m; it is saved in nnU-Net's checkpoints and restored by ``--c``.
 Defaults from the official code: T = 4, lambda1 = 0.5, lambda2 = 0.1, gamma = 0.01.
 """
+from typing import Dict, Optional, Sequence, Tuple
+
 import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
-from nnunet_prism.losses import PreferenceState, prism_distillation_loss
+from nnunet_prism.deep_supervision import full_resolution
+from nnunet_prism.losses import (DEFAULT_GAMMA, DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO, DEFAULT_TEMPERATURE,
+                                 PreferenceState, prism_distillation_loss)
+from nnunet_prism.losses.preference import RULES
 from nnunet_prism.modalities import missing_rates
 from nnunet_prism.training.distributed import reduce_preference_state
+from nnunet_prism.training.hyperparameters import Hyperparameter, HyperparameterError
 from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
+
+
+def prism_objective(out, target, coefficients: torch.Tensor, label_manager,
+                    ds_weights: Optional[Sequence[float]], temperature: float, lambda1: float, lambda2: float,
+                    prob_floor: Optional[float]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """PASSION's distillation terms for one network output (added to L_task by the trainer).
+
+    out: ``MultiModalOutput`` (fused teacher, student rows, features, pairs, mask (B, M));
+    target: per deep-supervision level (B, 1|R(+ignore), *spatial); coefficients: E^m (M,)
+    (times the CCH student mask); label_manager: nnU-Net's (regions or labels, ignore label).
+    Returns the loss and the stats of ``prism_distillation_loss``.
+    """
+    target_full = full_resolution(target)
+    if label_manager.has_regions and label_manager.has_ignore_label:
+        target_full = target_full[:, :-1]
+    labels = ({} if label_manager.has_regions else
+              {"num_classes": label_manager.num_segmentation_heads, "ignore_label": label_manager.ignore_label})
+    return prism_distillation_loss(
+        out.fused, out.students, out.fused_features, out.student_features, target_full, out.modality_mask,
+        coefficients, region_based=label_manager.has_regions, ds_weights=ds_weights, temperature=temperature,
+        lambda_pixel=lambda1, lambda_proto=lambda2, prob_floor=prob_floor, pairs=out.pairs, **labels)
 
 
 class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
     HYPERPARAMETERS = {
-        "temperature": 4.0,
-        "lambda1": 0.5,          # pixel-wise distillation weight
-        "lambda2": 0.1,          # semantic (prototype) distillation weight
-        "gamma": 0.01,           # update rate of E^m
-        "coefficient_rule": "paper",   # or "official" (clamped, renormalised beta; see losses.preference)
-        "kl_prob_floor": None,   # 0.005 reproduces the official code's clamping
-        "cch_table": "",         # a `nnunet_prism cch` CSV: pixel distillation only into students
-                                 # for which the CCH holds with the fused teacher ("" = all students)
+        "temperature": Hyperparameter("float", DEFAULT_TEMPERATURE, "KL temperature T (PASSION official code)",
+                                      above=0),
+        "lambda1": Hyperparameter("float", DEFAULT_LAMBDA_PIXEL, "pixel-wise distillation weight (PASSION official "
+                                                                 "code)", minimum=0),
+        "lambda2": Hyperparameter("float", DEFAULT_LAMBDA_PROTO, "semantic (prototype) distillation weight (PASSION "
+                                                                 "official code)", minimum=0),
+        "gamma": Hyperparameter("float", DEFAULT_GAMMA, "step of E <- E - gamma * mean RP (PASSION official code)",
+                                minimum=0),
+        "coefficient_rule": Hyperparameter("choice", "paper", "`official`: the official code's clamped, renormalised "
+                                                              "beta", choices=RULES),
+        "kl_prob_floor": Hyperparameter("float", None, "0.005 reproduces the official code's probability clamping",
+                                        nullable=True, above=0, below=0.5),
+        "cch_table": Hyperparameter("str", "", "a `nnunet_prism cch` table: pixel distillation only into the "
+                                               "students for which the CCH holds with the fused teacher"),
     }
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -82,21 +115,22 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         text = ", ".join(f"{n}: {e:.3f}" for n, e in zip(self.modality_names, self.preference.E.tolist()))
         self.print_to_log_file(f"PRISM E^m at epoch {self.current_epoch}: {text}")
 
-    def compute_loss(self, out, target, mask):
-        segmentation, stats = self.segmentation_loss(out, target, mask)
+    @classmethod
+    def check_against_dataset(cls, values: dict, modality_names) -> None:
+        super().check_against_dataset(values, modality_names)
+        if values["cch_table"]:
+            from nnunet_prism.cch.criterion import CCHTableError, read_student_mask
+            try:
+                read_student_mask(values["cch_table"], modality_names)
+            except (OSError, CCHTableError) as e:
+                raise HyperparameterError(f"hyperparameter cch_table={values['cch_table']!r}: {e}") from None
+
+    def compute_loss(self, output, inputs):
+        segmentation, stats = self.segmentation_loss(output, inputs.target)
         ds_weights = self.loss.weight_factors if isinstance(self.loss, DeepSupervisionWrapper) else None
-        target_full = target[0] if isinstance(target, (list, tuple)) else target
-        if self.label_manager.has_regions and self.label_manager.has_ignore_label:
-            target_full = target_full[:, :-1]
-        distillation, dstats = prism_distillation_loss(
-            out.fused, out.students, out.fused_features, out.student_features, target_full, mask,
-            self.preference.coefficients(self.device) * self.cch_students,
-            region_based=self.label_manager.has_regions,
-            ds_weights=ds_weights, temperature=self.temperature, lambda_pixel=self.lambda1,
-            lambda_proto=self.lambda2, prob_floor=self.kl_prob_floor, pairs=out.pairs,
-            **({} if self.label_manager.has_regions else
-               {"num_classes": self.label_manager.num_segmentation_heads,
-                "ignore_label": self.label_manager.ignore_label}))
+        distillation, dstats = prism_objective(output, inputs.target, self.preference.coefficients(self.device) *
+                                               self.cch_students, self.label_manager, ds_weights, self.temperature,
+                                               self.lambda1, self.lambda2, self.kl_prob_floor)
         self.preference.update_batch(dstats["rp"], dstats["rp_valid"])
         return segmentation + distillation, {**stats,
                                              "pixel_distillation": dstats["pixel"].cpu().numpy(),

@@ -19,61 +19,61 @@ import torch
 
 from nnunet_prism.losses.shaspec import (DEFAULT_ALPHA, DEFAULT_BETA, distribution_alignment_loss,
                                          domain_classification_loss)
+from nnunet_prism.modalities import ModalityError, parse_subset_name
 from nnunet_prism.networks.shaspec_unet import build_shaspec_unet
-from nnunet_prism.training.base import nnUNetTrainerPrismBase
+from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
 from nnunet_prism.training.distributed import all_reduce_sum
-from nnunet_prism.training.hyperparameters import HyperparameterError
-from nnunet_prism.training.modality_masking import zero_absent_channels
-from nnunet_prism.training.pseudo_dice import hard_counts
+from nnunet_prism.training.hyperparameters import Hyperparameter, HyperparameterError
 
 
-def parse_subset(text: str, names: List[str]) -> torch.Tensor:
-    """"FLAIR+T1c" -> (M,) bool mask in the order of ``names``; unknown or empty -> one-line error."""
-    parts = [p.strip() for p in str(text).split("+") if p.strip()]
-    unknown = [p for p in parts if p not in names]
-    if not parts or unknown:
-        raise HyperparameterError(f"fixed_subset={text!r}: expected modality names joined by '+' from "
-                                  f"{names}" + (f", unknown {unknown}" if unknown else ""))
-    return torch.tensor([n in parts for n in names], dtype=torch.bool)
+def shaspec_objective(out, segmentation: torch.Tensor, mask: torch.Tensor, alpha: float, beta: float):
+    """L_seg + alpha * DAO + beta * DCO (ShaSpec, CVPR 2023, Eq. 9) from a ``ShaSpecOutput`` and the
+    segmentation loss already computed on its logits; mask (B, M) bool. Returns the total and the
+    per-term numbers (DAO, DCO, correct and counted DCO predictions) for the epoch log."""
+    dao = distribution_alignment_loss(out.shared, mask)
+    dco, correct, count = domain_classification_loss(out.domain_logits, mask)
+    total = segmentation + alpha * dao + beta * dco
+    return total, {"dao": dao.detach().cpu().numpy(), "dco": dco.detach().cpu().numpy(),
+                   "dco_correct": int(correct), "dco_count": int(count)}
 
 
-def _select(target, keep: torch.Tensor):
-    return [t[keep] for t in target] if isinstance(target, list) else target[keep]
+def fixed_subset_mask(fixed_subset: Optional[str], names) -> Optional[torch.Tensor]:
+    """(M,) bool mask of ``fixed_subset`` ("FLAIR+T1c"), None for the all-subsets regime."""
+    if fixed_subset is None:
+        return None
+    try:
+        return torch.from_numpy(parse_subset_name(fixed_subset, names))
+    except ModalityError as e:
+        raise HyperparameterError(f"hyperparameter fixed_subset={fixed_subset!r}: {e}") from None
 
 
 class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
     HYPERPARAMETERS = {
-        "alpha": DEFAULT_ALPHA,        # DAO weight
-        "beta": DEFAULT_BETA,          # DCO weight
-        "modality_dropout": 0.5,       # random dropping (non-dedicated regime)
-        "fixed_subset": None,          # e.g. "FLAIR+T1c": dedicated model for that subset
+        "alpha": Hyperparameter("float", DEFAULT_ALPHA, "DAO weight (ShaSpec paper)", minimum=0),
+        "beta": Hyperparameter("float", DEFAULT_BETA, "DCO weight (ShaSpec paper)", minimum=0),
+        "fixed_subset": Hyperparameter("str", None, "e.g. `FLAIR+T1c`: a dedicated model for one subset "
+                                                    "(ShaSpec's second regime)", nullable=True),
     }
+    DEFAULT_OVERRIDES = {"modality_dropout": 0.5}  # random dropping (all-subsets regime)
     CURVES = {"ShaSpec DCO accuracy (train, present modalities)": ["shaspec_dco_accuracy"],
               "ShaSpec auxiliary losses (train)": ["shaspec_dao", "shaspec_dco"]}
+    network_builder = staticmethod(build_shaspec_unet)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.subset_mask: Optional[torch.Tensor] = (None if self.fixed_subset is None
-                                                    else parse_subset(self.fixed_subset, self.modality_names))
+        self.subset_mask = fixed_subset_mask(self.fixed_subset, self.modality_names)
         self.register_curves(self.CURVES)
 
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
-                                   num_output_channels: int, enable_deep_supervision: bool = True):
-        return build_shaspec_unet(configuration_manager.network_arch_class_name,
-                                  configuration_manager.network_arch_init_kwargs,
-                                  configuration_manager.network_arch_init_kwargs_req_import,
-                                  num_input_channels, num_output_channels, enable_deep_supervision)
+    @classmethod
+    def check_against_dataset(cls, values: dict, modality_names) -> None:
+        super().check_against_dataset(values, modality_names)
+        fixed_subset_mask(values["fixed_subset"], modality_names)
 
     def initialize(self):
         super().initialize()
         if self.subset_mask is not None:  # saved with the weights: prediction uses the subset too
             self.unwrapped_network().allowed_modalities.copy_(self.subset_mask)
-
-    def unwrapped_network(self):
-        network = self.network.module if self.is_ddp else self.network
-        return getattr(network, "_orig_mod", network)
 
     def on_train_start(self):
         super().on_train_start()
@@ -82,45 +82,31 @@ class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
         else:
             self.print_to_log_file(f"ShaSpec model for all subsets: random modality dropout p = {self.modality_dropout}")
 
-    # -- masks ----------------------------------------------------------------------------------
-    def step_mask(self, keys, training: bool) -> torch.Tensor:
+    # -- hooks ----------------------------------------------------------------------------------
+    def modality_mask(self, keys, training: bool) -> torch.Tensor:
         """(B, M) bool: availability, with random dropping (training, all-subsets regime) or
         restricted to ``fixed_subset`` (dedicated regime; rows may then be empty)."""
         if self.subset_mask is not None:
             return self.case_availability(keys) & self.subset_mask.to(self.device)
-        return self.training_modality_mask(keys) if training else self.case_availability(keys)
+        return super().modality_mask(keys, training)
 
-    def usable_batch(self, data, target, mask, keys):
+    def select_samples(self, inputs: StepInputs) -> StepInputs:
         """Drop samples without any modality; if none is left, keep the batch with its recorded
-        availability and return weight 0. Returns (data, target, mask, weight)."""
-        keep = mask.any(dim=1)
+        availability and weight 0 (a step that changes nothing keeps DDP ranks in step)."""
+        keep = inputs.mask.any(dim=1)
         if bool(keep.all()):
-            return data, target, mask, 1.0
+            return inputs
         if bool(keep.any()):
-            return data[keep], _select(target, keep), mask[keep], 1.0
-        return data, target, self.case_availability(keys), 0.0
+            return inputs.rows(keep)
+        return StepInputs(inputs.data, inputs.target, self.case_availability(inputs.keys), inputs.keys, weight=0.0)
 
-    # -- training -------------------------------------------------------------------------------
-    def compute_loss(self, out, target, mask):
-        """L_seg + alpha * DAO + beta * DCO, with the per-term numbers for the epoch log."""
-        segmentation = self.loss(out.logits, target)
-        dao = distribution_alignment_loss(out.shared, mask)
-        dco, correct, count = domain_classification_loss(out.domain_logits, mask)
-        total = segmentation + self.alpha * dao + self.beta * dco
-        return total, {"dao": dao.detach().cpu().numpy(), "dco": dco.detach().cpu().numpy(),
-                       "dco_correct": int(correct), "dco_count": int(count)}
+    def forward(self, inputs: StepInputs, training: bool):
+        return self.network(inputs.data, inputs.mask, return_all=training)
 
-    def train_step(self, batch: dict) -> dict:
-        data, target = self.batch_to_device(batch)
-        mask = self.step_mask(batch['keys'], training=True)
-        data, target, mask, weight = self.usable_batch(data, target, mask, batch['keys'])
-        data = zero_absent_channels(data, mask)
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            out = self.network(data, mask, return_all=True)
-            loss, stats = self.compute_loss(out, target, mask)
-        self.backward_and_step(loss * weight)
-        return {'loss': loss.detach().cpu().numpy(), **stats, 'skipped': weight == 0.0}
+    def compute_loss(self, output, inputs: StepInputs):
+        total, stats = shaspec_objective(output, self.loss(output.logits, inputs.target), inputs.mask,
+                                         self.alpha, self.beta)
+        return total, {**stats, 'skipped': inputs.weight == 0.0}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         used = [o for o in train_outputs if not o['skipped']] or train_outputs
@@ -136,19 +122,3 @@ class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
         self.logger.log("shaspec_dco_accuracy", accuracy, self.current_epoch)
         self.print_to_log_file(f"ShaSpec train: DCO accuracy {accuracy:.4f} ({int(correct)}/{int(count)}), "
                                f"DCO {dco:.4f}, DAO {dao:.4f}")
-
-    # -- validation -----------------------------------------------------------------------------
-    @torch.no_grad()
-    def validation_step(self, batch: dict) -> dict:
-        """nnU-Net's validation numbers (loss, pseudo-Dice counts) with the case's modality mask."""
-        data, target = self.batch_to_device(batch)
-        mask = self.step_mask(batch['keys'], training=False)
-        data, target, mask, _ = self.usable_batch(data, target, mask, batch['keys'])
-        data = zero_absent_channels(data, mask)
-        with self.autocast():
-            logits = self.network(data, mask)
-            loss = self.loss(logits, target)
-        full = logits[0] if isinstance(logits, (list, tuple)) else logits
-        full_target = target[0] if isinstance(target, (list, tuple)) else target
-        tp, fp, fn = hard_counts(full, full_target, self.label_manager)
-        return {'loss': loss.detach().cpu().numpy(), 'tp_hard': tp, 'fp_hard': fp, 'fn_hard': fn}

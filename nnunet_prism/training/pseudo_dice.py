@@ -33,6 +33,12 @@ def hard_counts(logits: torch.Tensor, target: torch.Tensor, label_manager) -> Tu
     return tuple(counts)
 
 
+def counted_classes(label_manager) -> int:
+    """C': regions, or labels without the background."""
+    heads = label_manager.num_segmentation_heads
+    return heads if label_manager.has_regions else heads - 1
+
+
 def dice_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     """Global Dice per class from summed counts (NaN where a class never occurs)."""
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,0 +1,30 @@
+"""Trainer discovery: every ``nnUNetTrainer*`` subclass of the base trainer defined in a module of
+this package is a trainer, found without a list to edit (nnU-Net imports them through the shim
+in ``nnunet_prism/ext_trainer_shim``; ``nnunet_prism doctor`` checks each)."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from typing import List
+
+
+def trainer_classes() -> List[type]:
+    """Our trainer classes: the base first, each trainer followed by its subclasses."""
+    import nnunet_prism.training as package
+    from nnunet_prism.training.base import nnUNetTrainerPrismBase
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and name.startswith("nnUNetTrainer") and obj.__module__ == module.__name__
+                    and issubclass(obj, nnUNetTrainerPrismBase)):
+                found.append(obj)
+    return _tree_order(nnUNetTrainerPrismBase, found)
+
+
+def _tree_order(root: type, classes: List[type]) -> List[type]:
+    """``root``, then each direct subclass (by name) followed by its own subclasses."""
+    children = sorted((c for c in classes if c.__bases__[0] is root), key=lambda c: c.__name__)
+    return [root] + [c for child in children for c in _tree_order(child, classes)]
