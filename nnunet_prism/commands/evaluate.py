@@ -5,9 +5,10 @@ CSV, Markdown and LaTeX tables (a row per subset, present/absent marks, an avera
 per-case CSV, JSON and a heatmap PNG to ``-o``; ``--compare`` prints published averages beside
 the result.
 """
+import json
 from pathlib import Path
 
-from nnunet_prism.inference.model_loading import load_predictor, model_folder
+from nnunet_prism.inference.model_loading import image_reader_writer, load_predictor, model_folder, resolve_folds
 
 
 def add_arguments(parser):
@@ -29,19 +30,25 @@ def add_arguments(parser):
 
 def run(args):
     from nnunet_prism.evaluation import plot_subset_heatmap, print_comparison, write_all
-    from nnunet_prism.inference.evaluation_cases import folder_cases, validation_cases
+    from nnunet_prism.inference.absent_modalities import check_output_outside
+    from nnunet_prism.inference.evaluation_cases import check_case_files, folder_cases, validation_cases
     from nnunet_prism.inference.subset_evaluation import evaluate_subsets
 
     if bool(args.images) != bool(args.labels):
         raise FileNotFoundError("give both --images and --labels, or neither (fold validation cases)")
-    folder = model_folder(args.dataset, args.trainer, args.plans, args.configuration)
-    predictor = load_predictor(folder, args.fold, args.checkpoint, args.device, not args.disable_tta)
-    dataset_name = predictor.plans_manager.dataset_name
-    if args.images:
-        cases = folder_cases(args.images, args.labels, predictor.dataset_json)
-    else:
-        cases = validation_cases(dataset_name, args.fold, predictor.dataset_json)
     output = Path(args.output)
+    check_output_outside(output, {"-i": args.images, "-l": args.labels}, "evaluate")
+    folder = model_folder(args.dataset, args.trainer, args.plans, args.configuration)
+    fold = resolve_folds(folder, [args.fold], args.checkpoint)[0]
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    if args.images:
+        cases = folder_cases(args.images, args.labels, dataset_json)
+    else:
+        cases = validation_cases(folder.parent.name, fold, dataset_json)
+    # every case's image grid and label (values, grid) checked before the model is loaded
+    check_case_files(cases, dataset_json, image_reader_writer(folder))
+    predictor = load_predictor(folder, fold, args.checkpoint, args.device, not args.disable_tta)
+    dataset_name = predictor.plans_manager.dataset_name
     results = evaluate_subsets(predictor, cases, output / "predictions" if args.save_predictions else None)
     title = f"{args.trainer} {dataset_name} {args.configuration} fold {args.fold}"
     files = write_all(results, output, title=title)

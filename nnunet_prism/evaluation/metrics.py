@@ -267,14 +267,13 @@ def evaluate_case_files(reference_file: Union[str, Path], prediction_file: Union
         targets = targets_from_dataset_json(dataset_json)
     if reader_writer is None:
         reader_writer = _reader_writer(dataset_json, str(reference_file))
-    ref, spacing = read_segmentation(reference_file, reader_writer)
-    pred, pred_spacing = read_segmentation(prediction_file, reader_writer)
-    if ref.shape != pred.shape:
-        raise EvaluationError(f"{Path(prediction_file).name}: prediction shape {pred.shape} differs from "
-                              f"reference shape {ref.shape} ({reference_file})")
-    if not np.allclose(spacing, pred_spacing, rtol=1e-3, atol=1e-5):
-        raise EvaluationError(f"{Path(prediction_file).name}: prediction spacing {tuple(pred_spacing)} differs "
-                              f"from reference spacing {tuple(spacing)}")
+    from nnunet_prism.evaluation.reference_labels import read_reference_label  # it imports this module
+    if not Path(prediction_file).is_file():
+        raise FileNotFoundError(f"segmentation file not found: {prediction_file}")
+    # the reference's values and its grid (size, spacing, origin, direction) against the prediction's
+    ref, spacing = read_reference_label(reference_file, dataset_json, reader_writer, grid_of=prediction_file,
+                                        what="prediction")
+    pred, _ = read_segmentation(prediction_file, reader_writer)
     ignore_label = label_manager_from_dataset_json(dataset_json).ignore_label
     return evaluate_case(ref, pred, targets, spacing, ignore_label, **kwargs)
 

@@ -10,52 +10,82 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
 from nnunet_prism.modalities import ModalityError
 
 CaseFiles = Dict[str, Dict[int, Path]]  # case id -> {channel index: file}
 
 
-def group_case_files(folder: os.PathLike, file_ending: str, num_channels: int) -> CaseFiles:
-    """{case: {channel: path}} for files named ``CASE_XXXX<file_ending>`` in ``folder``."""
+def group_case_files(folder: os.PathLike, file_ending: str, num_channels: int, ignore_unknown: bool = False,
+                     ignore_option: Optional[str] = None) -> CaseFiles:
+    """{case: {channel: path}} for files named ``CASE_XXXX<file_ending>`` in ``folder``.
+
+    Nothing is dropped silently: every other entry of ``folder`` (another ending, no 4-digit
+    channel, a sub-folder) is a ModalityError that lists them all in one line, unless
+    ``ignore_unknown``; then they are listed on stderr and skipped. ``ignore_option`` is the
+    command-line option that sets ``ignore_unknown``, named in the error. A channel number the
+    dataset does not have is an error naming the file."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder {folder} does not exist")
     pattern = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})" + re.escape(file_ending) + "$")
     cases: CaseFiles = {}
+    unknown, bad_channel = [], []
     for path in sorted(folder.iterdir()):
-        match = pattern.match(path.name)
+        match = pattern.match(path.name) if path.is_file() else None
         if not match:
-            continue
-        channel = int(match["channel"])
-        if channel >= num_channels:
-            raise ModalityError(f"{path}: channel {channel:04d} does not exist, the model has "
-                                f"{num_channels} input channels (_0000.._{num_channels - 1:04d})")
-        cases.setdefault(match["case"], {})[channel] = path
+            unknown.append(path.name + ("/" if path.is_dir() else ""))
+        elif int(match["channel"]) >= num_channels:
+            bad_channel.append(str(path))
+        else:
+            cases.setdefault(match["case"], {})[int(match["channel"])] = path
+    if bad_channel:
+        raise ModalityError(f"{', '.join(bad_channel)}: no such channel, the model has {num_channels} input "
+                            f"channels (_0000.._{num_channels - 1:04d})")
+    if unknown:
+        what = (f"{len(unknown)} {'entry' if len(unknown) == 1 else 'entries'} of {folder} not named "
+                f"CASE_XXXX{file_ending} (XXXX: channel 0000..{num_channels - 1:04d}): {', '.join(unknown)}")
+        if not ignore_unknown:
+            hint = f", or pass {ignore_option} to skip them" if ignore_option else ""
+            raise ModalityError(f"{what}; no case id or channel can be read from them: rename or move them{hint}")
+        print(f"ignoring {what}", file=sys.stderr)
     if not cases:
         raise ModalityError(f"no files named CASE_XXXX{file_ending} in {folder}")
     return cases
 
 
-def _check_geometry(case: str, files: Mapping[int, Path]) -> sitk.ImageFileReader:
-    """Header-only geometry check of a case's present files; returns a reader of the first."""
-    readers = []
-    for path in files.values():
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        readers.append((path, reader))
-    ref_path, ref = readers[0]
-    for path, reader in readers[1:]:
-        if reader.GetSize() != ref.GetSize() or not np.allclose(reader.GetSpacing(), ref.GetSpacing(), atol=1e-4):
-            raise ModalityError(f"case '{case}': {path.name} has size {reader.GetSize()} / spacing "
-                                f"{reader.GetSpacing()}, but {ref_path.name} has {ref.GetSize()} / {ref.GetSpacing()}")
-    return ref
+def check_case_geometry(case: str, files: Mapping[int, Path]) -> None:
+    """Header-only check that a case's present files lie on one grid (size, spacing, origin,
+    direction); the error names the user's files."""
+    (_, ref_path), *others = sorted(files.items())
+    ref = read_geometry(ref_path)
+    for _, path in others:
+        mismatch = geometry_mismatch(read_geometry(path), ref)
+        if mismatch:
+            raise ModalityError(f"case '{case}': {path} and {ref_path} lie on different grids ({mismatch}); "
+                                f"every modality file of a case must have the same size, spacing, origin "
+                                f"and direction")
+
+
+def check_output_outside(output: os.PathLike, inputs: Mapping[str, os.PathLike], command: str) -> None:
+    """ModalityError (before anything is written) when ``output`` is one of the ``inputs``
+    ({option: folder}) or lies inside one: a command never writes into its input."""
+    target = Path(output).resolve()
+    for option, folder in inputs.items():
+        if folder is None:
+            continue
+        source = Path(folder).resolve()
+        if target == source or source in target.parents:
+            where = "is" if target == source else "lies inside"
+            raise ModalityError(f"output folder {output} {where} the {option} folder {folder}; {command} never "
+                                f"writes into its input: choose an output folder outside it")
 
 
 def has_signal(path: Path) -> bool:
@@ -88,7 +118,7 @@ def complete_cases(cases: CaseFiles, scratch: os.PathLike, file_ending: str, num
     for case, files in cases.items():
         if not files:
             raise ModalityError(f"case '{case}' has no modality file")
-        _check_geometry(case, files)
+        check_case_geometry(case, files)
         reference = next(iter(files.values()))
         present = [c for c, path in sorted(files.items()) if has_signal(path)]
         if not present:

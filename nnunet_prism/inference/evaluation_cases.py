@@ -14,7 +14,8 @@ from typing import List, Mapping, Optional
 
 import numpy as np
 
-from nnunet_prism.inference.absent_modalities import has_signal, group_case_files
+from nnunet_prism.evaluation.reference_labels import read_reference_label
+from nnunet_prism.inference.absent_modalities import check_case_geometry, has_signal, group_case_files
 from nnunet_prism.modalities import ModalityError, modality_names, read_availability
 
 
@@ -75,3 +76,12 @@ def _check_exist(cases: List[EvaluationCase]) -> None:
         for path in case.image_files + [case.label_file]:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"case '{case.name}': {path} does not exist")
+
+
+def check_case_files(cases: List[EvaluationCase], dataset_json: Mapping, reader_writer) -> None:
+    """Before any model runs: every case's image files lie on one grid, and its label passes
+    ``read_reference_label`` (values in dataset.json's labels, the images' grid). The evaluation
+    reads each label through the same function again, so no path scores an unchecked label."""
+    for case in cases:
+        check_case_geometry(case.name, dict(enumerate(map(Path, case.image_files))))
+        read_reference_label(case.label_file, dataset_json, reader_writer, grid_of=case.image_files[0])

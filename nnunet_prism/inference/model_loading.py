@@ -6,18 +6,70 @@ only when called, so that building the command line stays fast.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional, Sequence, Union
 
 
 def model_folder(dataset, trainer, plans, configuration) -> Path:
     """``$nnUNet_results/<dataset name>/<trainer>__<plans>__<configuration>``; FileNotFoundError
-    if it holds no trained model (no dataset.json). ``dataset``: name or id."""
+    (one line) for an unknown dataset id or a folder that holds no trained model (no
+    dataset.json). ``dataset``: name or id."""
     from nnunetv2.paths import nnUNet_results
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    folder = Path(str(nnUNet_results)) / maybe_convert_to_dataset_name(dataset) / f"{trainer}__{plans}__{configuration}"
+    try:
+        name = maybe_convert_to_dataset_name(dataset)
+    except (RuntimeError, ValueError) as e:  # nnU-Net's messages span several lines
+        why = "several datasets have" if "More than one" in str(e) else "no dataset has"
+        raise FileNotFoundError(f"dataset '{dataset}': {why} this id in nnUNet_raw, nnUNet_preprocessed or "
+                                f"nnUNet_results (nnUNet_results={nnUNet_results}); give a dataset id or "
+                                f"DatasetXXX_Name that exists") from None
+    folder = Path(str(nnUNet_results)) / name / f"{trainer}__{plans}__{configuration}"
     if not (folder / "dataset.json").is_file():
         raise FileNotFoundError(f"no trained model in {folder} (dataset.json missing)")
     return folder
+
+
+def trained_folds(folder: Path, checkpoint: str = "checkpoint_final.pth") -> List[Union[int, str]]:
+    """The folds of the model in ``folder`` that have ``checkpoint`` (``fold_*/<checkpoint>``), as
+    nnU-Net's own prediction finds them: numbers in order, then "all"."""
+    found = [p.name[len("fold_"):] for p in Path(folder).glob("fold_*") if (p / checkpoint).is_file()]
+    numbers = sorted(int(f) for f in found if f.isdigit())
+    return [*numbers, *(["all"] if "all" in found else [])]
+
+
+def resolve_folds(folder: Path, folds: Optional[Sequence] = None,
+                  checkpoint: str = "checkpoint_final.pth") -> List[Union[int, str]]:
+    """``folds`` (numbers or "all") checked against the trained folds of ``folder``; None or empty:
+    every trained fold. FileNotFoundError (one line) for a fold that was never trained or when
+    none was."""
+    trained = trained_folds(folder, checkpoint)
+    if not folds:
+        if not trained:
+            raise FileNotFoundError(f"no trained fold in {folder}: no fold_*/{checkpoint}")
+        return trained
+    wanted = []
+    for fold in folds:
+        text = str(fold).strip()
+        if text != "all" and not text.isdigit():
+            raise FileNotFoundError(f"fold '{fold}' is neither a number nor 'all'")
+        wanted.append("all" if text == "all" else int(text))
+    missing = [f for f in wanted if f not in trained]
+    if missing:
+        shown = ", ".join(f"fold_{f}/{checkpoint}" for f in missing)
+        have = ", ".join(map(str, trained)) or "none"
+        raise FileNotFoundError(f"{folder}: fold {', '.join(map(str, missing))} was never trained (no {shown}); "
+                                f"trained folds: {have}")
+    return list(dict.fromkeys(wanted))
+
+
+def image_reader_writer(folder: Path):
+    """An instance of the image reader/writer that the plans of the model in ``folder`` name (the
+    one nnU-Net's predictor reads cases with), without loading the network."""
+    import json
+
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    return PlansManager(json.loads((Path(folder) / "plans.json").read_text())).image_reader_writer_class()
 
 
 def load_predictor(folder: Path, fold: int, checkpoint: str, device: str, use_mirroring: bool):

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from nnunet_prism.evaluation.metrics import evaluate_case, targets_from_dataset_json
+from nnunet_prism.evaluation.reference_labels import read_reference_label
 from nnunet_prism.evaluation.results import SubsetResults
 from nnunet_prism.inference.evaluation_cases import EvaluationCase
 from nnunet_prism.inference.subset_prediction import subset_segmentations
@@ -37,13 +38,13 @@ def evaluate_subsets(predictor, cases: Sequence[EvaluationCase], save_prediction
     for case in bar:
         usable = [i for i, m in enumerate(masks) if not (m & ~case.availability).any()]
         bar.set_postfix_str(f"{case.name}: {len(usable)} subsets")
+        reference, spacing = read_reference_label(case.label_file, dataset_json, reader, grid_of=case.image_files[0])
         data, _, properties = preprocessor.run_case(case.image_files, None, predictor.plans_manager,
                                                     predictor.configuration_manager, dataset_json)
-        reference, reference_properties = reader.read_seg(case.label_file)
         segmentations = subset_segmentations(predictor, torch.from_numpy(np.ascontiguousarray(data)),
                                              properties, masks[usable])
         for index, segmentation in zip(usable, segmentations):
-            metrics = evaluate_case(reference[0], segmentation, targets, spacing=reference_properties["spacing"])
+            metrics = evaluate_case(reference, segmentation, targets, spacing=spacing)
             results.add_case(subsets[index], case.name, metrics)
             if save_predictions is not None:
                 folder = Path(save_predictions) / subset_name(subsets[index], names)
