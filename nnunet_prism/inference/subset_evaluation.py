@@ -24,11 +24,11 @@ from nnunet_prism.modalities import all_subsets, modality_names, subset_name, su
 
 
 def evaluate_subsets(predictor, cases: Sequence[EvaluationCase], save_predictions: Optional[os.PathLike] = None,
-                     progress: bool = True) -> SubsetResults:
+                     progress: bool = True, scorer=None) -> SubsetResults:
     dataset_json = predictor.dataset_json
     names = modality_names(dataset_json)
     targets = targets_from_dataset_json(dataset_json, predictor.plans_manager.plans)
-    results = SubsetResults(names, [t.short for t in targets])
+    results = SubsetResults(names, scorer.regions, scorer.metrics) if scorer else SubsetResults(names, [t.short for t in targets])  # scorer: evaluation.scoring.CaseScorer
     subsets = all_subsets(len(names))
     masks = subset_masks(len(names))
     preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
@@ -44,7 +44,7 @@ def evaluate_subsets(predictor, cases: Sequence[EvaluationCase], save_prediction
         segmentations = subset_segmentations(predictor, torch.from_numpy(np.ascontiguousarray(data)),
                                              properties, masks[usable])
         for index, segmentation in zip(usable, segmentations):
-            metrics = evaluate_case(reference, segmentation, targets, spacing=spacing)
+            metrics = scorer(reference, segmentation, spacing) if scorer else evaluate_case(reference, segmentation, targets, spacing=spacing)
             results.add_case(subsets[index], case.name, metrics)
             if save_predictions is not None:
                 folder = Path(save_predictions) / subset_name(subsets[index], names)
