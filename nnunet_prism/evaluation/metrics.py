@@ -44,6 +44,12 @@ LabelOrRegion = Union[int, Tuple[int, ...]]
 #: The metrics a case evaluation reports, in table order.
 METRICS: Tuple[str, ...] = ("Dice", "HD95")
 
+#: BraTS 2023 lesion-wise metrics (``evaluation/lesionwise.py``), computed on request.
+LESION_METRICS: Tuple[str, ...] = ("LesionDice", "LesionHD95")
+
+#: Every metric ``nnunet_prism evaluate --metrics`` accepts, in table order.
+AVAILABLE_METRICS: Tuple[str, ...] = METRICS + LESION_METRICS
+
 #: Short column names for the BraTS regions as nnU-Net's BraTS conversion names them.
 BRATS_SHORT_NAMES: Dict[str, str] = {
     "whole tumor": "WT", "whole tumour": "WT",
@@ -122,11 +128,13 @@ def targets_from_labels(labels: Mapping[str, Union[int, Sequence[int]]],
 
 # ----------------------------------------------------------------------------------------- Dice
 
-def dice(mask_ref: np.ndarray, mask_pred: np.ndarray, ignore_mask: Optional[np.ndarray] = None) -> float:
-    """nnU-Net's Dice: 2TP / (2TP + FP + FN) on boolean masks; NaN when both are empty."""
+def dice(mask_ref: np.ndarray, mask_pred: np.ndarray, ignore_mask: Optional[np.ndarray] = None,
+         both_empty: float = float("nan")) -> float:
+    """nnU-Net's Dice: 2TP / (2TP + FP + FN) on boolean masks; ``both_empty`` (NaN, nnU-Net's
+    convention; 1 in the BraTS convention, see ``evaluation/conventions.py``) when both are empty."""
     tp, fp, fn, _ = compute_tp_fp_fn_tn(np.asarray(mask_ref, bool), np.asarray(mask_pred, bool), ignore_mask)
     if tp + fp + fn == 0:
-        return float("nan")
+        return float(both_empty)
     return float(2 * tp / (2 * tp + fp + fn))
 
 
@@ -214,8 +222,9 @@ def hd95(mask_ref: np.ndarray, mask_pred: np.ndarray, spacing=None,
 def evaluate_case(reference: np.ndarray, prediction: np.ndarray, targets: Sequence[Target],
                   spacing=None, ignore_label: Optional[int] = None,
                   hd95_both_empty: float = float("nan"),
-                  hd95_one_empty: Union[str, float] = "diagonal") -> Dict[str, Dict[str, float]]:
-    """Dice and HD95 for every target of one case.
+                  hd95_one_empty: Union[str, float] = "diagonal",
+                  dice_both_empty: float = float("nan")) -> Dict[str, Dict[str, float]]:
+    """Dice and HD95 for every target of one case (empty-mask values: see ``conventions``).
 
     ``reference``/``prediction``: integer label maps of the same shape (2D or 3D); ``spacing``: one
     value per axis in mm (None: 1 mm). Returns ``{short name: {"Dice": float, "HD95": float,
@@ -230,10 +239,10 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, targets: Sequen
         mask_ref = region_or_label_to_mask(reference, target.value)
         mask_pred = region_or_label_to_mask(prediction, target.value)
         if ignore_mask is not None:
-            d = dice(mask_ref, mask_pred, ignore_mask)
+            d = dice(mask_ref, mask_pred, ignore_mask, dice_both_empty)
             mask_ref, mask_pred = mask_ref & ~ignore_mask, mask_pred & ~ignore_mask
         else:
-            d = dice(mask_ref, mask_pred)
+            d = dice(mask_ref, mask_pred, both_empty=dice_both_empty)
         out[target.short] = {
             "Dice": d,
             "HD95": hd95(mask_ref, mask_pred, spacing, hd95_both_empty, hd95_one_empty),
@@ -309,7 +318,7 @@ def evaluate_folder(reference_folder: Union[str, Path], prediction_folder: Union
     return results
 
 
-__all__ = ["METRICS", "BRATS_SHORT_NAMES", "EvaluationError", "Target", "short_name",
+__all__ = ["METRICS", "LESION_METRICS", "AVAILABLE_METRICS", "BRATS_SHORT_NAMES", "EvaluationError", "Target", "short_name",
            "label_manager_from_dataset_json", "targets_from_dataset_json", "targets_from_labels", "dice",
            "image_diagonal", "surface_distances", "hd95", "evaluate_case", "read_segmentation",
            "evaluate_case_files", "evaluate_folder"]
