@@ -34,10 +34,10 @@ from nnunet_prism.evaluation.metrics import METRICS, EvaluationError
 Subset = Tuple[int, ...]
 
 #: Higher is better for these metrics; lower is better for every other one (HD95).
-HIGHER_IS_BETTER = {"Dice": True}
+HIGHER_IS_BETTER = {"Dice": True, "LesionDice": True}
 
 #: How each metric is shown in tables: scale factor and unit.
-DISPLAY = {"Dice": (100.0, "%"), "HD95": (1.0, "mm")}
+DISPLAY = {"Dice": (100.0, "%"), "HD95": (1.0, "mm"), "LesionDice": (100.0, "%"), "LesionHD95": (1.0, "mm")}
 
 TEMPLATE_NAMES = {"md": "subset_table.md.tmpl", "tex": "subset_table.tex.tmpl"}
 
@@ -293,7 +293,7 @@ MD_PRESENT, MD_ABSENT = "●", "○"
 
 
 def markdown_text(results: SubsetResults, metrics: Optional[Sequence[str]] = None, title: str = "",
-                  digits: int = 2, template: Optional[Union[str, Path]] = None) -> str:
+                  digits: int = 2, template: Optional[Union[str, Path]] = None, notes: Sequence[str] = ()) -> str:
     metrics = list(metrics or results.metrics)
     cols = _columns(results, metrics)
     header = "| " + " | ".join([*results.modalities, *[f"{r} {m}" for m, r in cols]]) + " |"
@@ -308,18 +308,20 @@ def markdown_text(results: SubsetResults, metrics: Optional[Sequence[str]] = Non
         else:
             marks = [MD_PRESENT if p else MD_ABSENT for p in presence]
             lines.append("| " + " | ".join(marks + cells) + " |")
+    notes_extra = notes
     units = ", ".join(f"{m} in {DISPLAY.get(m, (1, ''))[1] or 'units'}" for m in metrics)
     notes = [f"{units}; mean over cases per subset, Average = mean over the {len(results.subsets)} subsets. "
              f"{MD_PRESENT} present, {MD_ABSENT} absent."]
     notes += [f"Worst subset by mean {m}: {name} ({val})." for m, name, val in _worst_note(results, metrics)]
+    notes += list(notes_extra)
     return load_template("md", template).substitute(
         title=title or "Segmentation per modality subset", header=header, separator=separator,
         rows="\n".join(lines), average=average, notes="\n".join(notes))
 
 
 def write_markdown(results: SubsetResults, path, metrics: Optional[Sequence[str]] = None, title: str = "",
-                   digits: int = 2, template: Optional[Union[str, Path]] = None) -> Path:
-    return _write(path, markdown_text(results, metrics, title, digits, template))
+                   digits: int = 2, template: Optional[Union[str, Path]] = None, notes: Sequence[str] = ()) -> Path:
+    return _write(path, markdown_text(results, metrics, title, digits, template, notes))
 
 
 # -------------------------------------------------------------------------------------- LaTeX
@@ -374,12 +376,14 @@ def write_latex(results: SubsetResults, path, metrics: Optional[Sequence[str]] =
     return _write(path, latex_text(results, metrics, caption, label, digits, template))
 
 
-def write_all(results: SubsetResults, output_folder, stem: str = "subsets", title: str = "") -> Dict[str, Path]:
-    """CSV, per-case CSV, Markdown, LaTeX and JSON side by side in ``output_folder``."""
+def write_all(results: SubsetResults, output_folder, stem: str = "subsets", title: str = "",
+              notes: Sequence[str] = ()) -> Dict[str, Path]:
+    """CSV, per-case CSV, Markdown, LaTeX and JSON side by side in ``output_folder``; ``notes``:
+    extra lines under the Markdown table (evaluation convention, ET post-processing)."""
     out = Path(output_folder)
     return {"csv": write_csv(results, out / f"{stem}.csv"),
             "per_case_csv": write_per_case_csv(results, out / f"{stem}_per_case.csv"),
-            "md": write_markdown(results, out / f"{stem}.md", title=title),
+            "md": write_markdown(results, out / f"{stem}.md", title=title, notes=notes),
             "tex": write_latex(results, out / f"{stem}.tex"),
             "json": results.save_json(out / f"{stem}.json")}
 
@@ -387,11 +391,18 @@ def write_all(results: SubsetResults, output_folder, stem: str = "subsets", titl
 # --------------------------------------------------------------------------------- comparison
 
 def comparison_text(results: SubsetResults, dataset: Optional[str] = None, label: str = "this run",
-                    regions: Sequence[str] = ("WT", "TC", "ET")) -> str:
+                    regions: Sequence[str] = ("WT", "TC", "ET"), convention: Optional[str] = None,
+                    et_min_voxels: int = 0) -> str:
     """The user's Average Dice row beside the published averages over the 15 BraTS subsets
     (``published.load_published(dataset)``), as a Markdown table with the sources below.
-    Published numbers are from other splits, preprocessing and evaluation code: a rough guide."""
-    from nnunet_prism.evaluation.published import load_published
+
+    With ``et_min_voxels`` the results hold the region "ET (pp N)" too; the table then shows the
+    user's post-processed ET in the ET column and the raw one in "ET raw". Each published row
+    says its protocol and whether its ET was post-processed; the footnote names the evaluation
+    convention of the user's numbers (``convention``) and of the published rows. Published
+    numbers come from other training code and preprocessing: a rough guide."""
+    from nnunet_prism.evaluation.postprocessing import pp_region_name
+    from nnunet_prism.evaluation.published import load_published, rows_convention
 
     missing = [r for r in regions if r not in results.regions]
     if missing:
@@ -399,18 +410,41 @@ def comparison_text(results: SubsetResults, dataset: Optional[str] = None, label
                               f"{', '.join(results.regions)} (no {', '.join(missing)})")
     avg = results.average("Dice")
     ours = {r: avg[results.regions.index(r)] for r in regions}
-    rows = [f"| {label} | | " + " | ".join(format_value(ours[r], 'Dice') for r in regions) + " |"]
+    pp_name = pp_region_name("ET", et_min_voxels) if et_min_voxels else None
+    has_pp = pp_name is not None and pp_name in results.regions and "ET" in regions
+    raw_et = ours.get("ET")
+    if has_pp:
+        ours["ET"] = avg[results.regions.index(pp_name)]
+    published = load_published(dataset)
+    extra = " ET raw |" if has_pp else ""
+    cells = " | ".join(format_value(ours[r], 'Dice') for r in regions)
+    ours_pp = f"yes (< {int(et_min_voxels)} voxels)" if has_pp else "no"
+    rows = [f"| {label} | | {cells} | {ours_pp} | |" + (f" {format_value(raw_et, 'Dice')} |" if has_pp else "")]
     sources = []
-    for p in load_published(dataset):
-        rows.append(f"| {p.method} | {p.dataset} | " + " | ".join(f"{getattr(p, r):.2f}" for r in regions) + " |")
+    for p in published:
+        rows.append(f"| {p.method} | {p.dataset} | " + " | ".join(f"{getattr(p, r):.2f}" for r in regions)
+                    + f" | {p.et_postprocessed} | {p.protocol} |" + (" |" if has_pp else ""))
         if p.source not in sources:
             sources.append(p.source)
-    header = "| method | dataset | " + " | ".join(regions) + " |\n|---|---|" + "---:|" * len(regions)
+    header = ("| method | dataset | " + " | ".join(regions) + " | ET post-processed | protocol |" + extra +
+              "\n|---|---|" + "---:|" * len(regions) + "---|---|" + ("---:|" if has_pp else ""))
     text = "Average Dice (%) over modality subsets\n\n" + header + "\n" + "\n".join(rows)
+    ours_convention = convention or "nnunet"
+    theirs = rows_convention(published) if published else None
+    note = f"\n\nEvaluation convention of {label}: {ours_convention}"
+    if theirs is not None:
+        note += f"; of the published rows: {theirs} (where known, see the convention column of results_templates/)"
+        if theirs != ours_convention:
+            note += " - not the same convention, ET in particular is not comparable"
+    note += (". ET post-processing: " + (f"{label} relabels predicted ET below {int(et_min_voxels)} voxels as "
+                                          f"necrosis (ET column; ET raw without)" if has_pp else
+                                          f"{label} none (--et-min-voxels 500 as RFNet and mmFormer)") + ".")
+    text += note
     if sources:
         text += "\n\nSources:\n" + "\n".join(f"- {s}" for s in sources)
     return text + "\n"
 
 
-def print_comparison(results: SubsetResults, dataset: Optional[str] = None, label: str = "this run") -> None:
-    print(comparison_text(results, dataset, label))
+def print_comparison(results: SubsetResults, dataset: Optional[str] = None, label: str = "this run",
+                     convention: Optional[str] = None, et_min_voxels: int = 0) -> None:
+    print(comparison_text(results, dataset, label, convention=convention, et_min_voxels=et_min_voxels))
