@@ -152,3 +152,36 @@ def test_metric_names_are_checked():
     with pytest.raises(EvaluationError, match="enhancing"):
         CaseScorer(targets_from_labels({"background": 0, "liver": 1}), et_min_voxels=5,
                    labels={"background": 0, "liver": 1})
+
+
+# ------------------------------------------------------------------ tables and --compare
+
+def _results_with_pp():
+    from nnunet_prism.evaluation.results import SubsetResults
+    res = SubsetResults(["FLAIR", "T1", "T1c", "T2"], ["WT", "TC", "ET", "ET (pp 500)"])
+    for subset in res.subsets:
+        res.add_case(subset, "c1", {"WT": {"Dice": 0.9, "HD95": 2.0}, "TC": {"Dice": 0.8, "HD95": 3.0},
+                                    "ET": {"Dice": 0.5, "HD95": 9.0}, "ET (pp 500)": {"Dice": 0.7, "HD95": 5.0}})
+    return res
+
+
+def test_compare_shows_post_processed_et_protocol_and_convention():
+    from nnunet_prism.evaluation.published import load_published, rows_convention
+    from nnunet_prism.evaluation.results import comparison_text
+    rows = load_published("BraTS2020")
+    assert {r.protocol for r in rows} == {"rfnet-brats2020"}
+    assert next(r for r in rows if r.method == "RFNet").et_postprocessed == "yes"
+    assert rows_convention(rows) == "brats"
+    text = comparison_text(_results_with_pp(), "BraTS2020", "mine", convention="brats", et_min_voxels=500)
+    mine = next(line for line in text.splitlines() if line.startswith("| mine"))
+    assert "| 90.00 | 80.00 | 70.00 | yes (< 500 voxels) |" in mine and mine.rstrip().endswith("50.00 |")
+    assert "| RFNet | BraTS2020 | 86.98 | 78.23 | 61.47 | yes | rfnet-brats2020 |" in text
+    assert "Evaluation convention of mine: brats; of the published rows: brats" in text
+    text = comparison_text(_results_with_pp(), "BraTS2020", "mine", convention="nnunet")
+    assert "not the same convention" in text and "ET raw |" not in text
+
+
+def test_markdown_notes_name_the_convention():
+    from nnunet_prism.evaluation.results import markdown_text
+    text = markdown_text(_results_with_pp(), notes=["Evaluation convention: brats."])
+    assert "ET (pp 500) Dice" in text and text.rstrip().endswith("Evaluation convention: brats.")
