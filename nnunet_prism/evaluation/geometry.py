@@ -38,7 +38,7 @@ def read_geometry(path: os.PathLike) -> Geometry:
 
 
 def _show(values) -> str:
-    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+    return "(" + ", ".join(f"{v + 0.0:g}" for v in values) + ")"  # + 0.0: no "-0"
 
 
 def geometry_mismatch(a: Geometry, b: Geometry) -> Optional[str]:

@@ -5,6 +5,7 @@ only when called, so that building the command line stays fast.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -16,13 +17,16 @@ def model_folder(dataset, trainer, plans, configuration) -> Path:
     from nnunetv2.paths import nnUNet_results
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
+    if not os.environ.get("nnUNet_results"):
+        raise FileNotFoundError("nnUNet_results is not set: export nnUNet_results=<the folder nnU-Net trained into>")
     try:
         name = maybe_convert_to_dataset_name(dataset)
     except (RuntimeError, ValueError) as e:  # nnU-Net's messages span several lines
-        why = "several datasets have" if "More than one" in str(e) else "no dataset has"
-        raise FileNotFoundError(f"dataset '{dataset}': {why} this id in nnUNet_raw, nnUNet_preprocessed or "
-                                f"nnUNet_results (nnUNet_results={nnUNet_results}); give a dataset id or "
-                                f"DatasetXXX_Name that exists") from None
+        why = ("is neither a dataset id nor a DatasetXXX_Name" if isinstance(e, ValueError) else
+               "is the id of several datasets" if "More than one" in str(e) else "is the id of no dataset")
+        raise FileNotFoundError(f"dataset '{dataset}' {why} in nnUNet_raw, nnUNet_preprocessed or nnUNet_results "
+                                f"(nnUNet_results={nnUNet_results}); give a dataset id or DatasetXXX_Name that "
+                                f"exists") from None
     folder = Path(str(nnUNet_results)) / name / f"{trainer}__{plans}__{configuration}"
     if not (folder / "dataset.json").is_file():
         raise FileNotFoundError(f"no trained model in {folder} (dataset.json missing)")
