@@ -275,18 +275,56 @@ def test_user_errors_are_value_errors(plans):
         network(x, torch.ones(2, 3, dtype=torch.bool))
 
 
-def small_plain_unet(decoder_convs: int, deep_supervision: bool):
-    """A 3-stage, 3-modality, 2-class MultiEncoderUNet (8/16/32 features), in eval mode."""
-    arch_kwargs = {
+SMALL_PLAIN_ARCH = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+SMALL_PLAIN_IMPORTS = ["conv_op", "norm_op", "dropout_op", "nonlin"]
+
+
+def small_plain_kwargs(decoder_convs: int) -> dict:
+    """A 3-stage 3d PlainConvUNet plan (8/16/32 features) in nnU-Net's format."""
+    return {
         "n_stages": 3, "features_per_stage": [8, 16, 32], "conv_op": "torch.nn.modules.conv.Conv3d",
         "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
         "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [decoder_convs] * 2, "conv_bias": True,
         "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
         "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
         "nonlin_kwargs": {"inplace": True}}
-    return build_multi_encoder_unet("dynamic_network_architectures.architectures.unet.PlainConvUNet", arch_kwargs,
-                                    ["conv_op", "norm_op", "dropout_op", "nonlin"], 3, 2,
+
+
+def small_plain_unet(decoder_convs: int, deep_supervision: bool):
+    """A 3-modality, 2-class MultiEncoderUNet of that plan, in eval mode."""
+    return build_multi_encoder_unet(SMALL_PLAIN_ARCH, small_plain_kwargs(decoder_convs), SMALL_PLAIN_IMPORTS, 3, 2,
                                     enable_deep_supervision=deep_supervision).eval()
+
+
+@torch.no_grad()
+def test_student_rows_map_to_the_pairs_of_a_hand_made_mask():
+    """Rows are the present (sample, modality) pairs, modality-major; the dense view is zero
+    elsewhere; every row equals its modality alone through the network."""
+    torch.manual_seed(0)
+    net = small_plain_unet(decoder_convs=1, deep_supervision=True)
+    x = torch.randn(3, 3, 16, 16, 16)  # absent channels hold data too: the explicit mask decides
+    mask = torch.tensor([[True, False, True], [True, True, False], [False, False, True]])
+    out = net.forward_all(x, mask)
+    assert out.modalities.tolist() == [0, 0, 1, 2, 2] and out.samples.tolist() == [0, 1, 1, 0, 2]
+    assert [t.tolist() for t in out.pairs] == [[0, 1, 1, 0, 2], [0, 0, 1, 2, 2]]
+    assert [out.student_rows(m).tolist() for m in range(3)] == [[0, 1], [2], [3, 4]]
+    assert [t.shape[0] for t in out.students] == [5, 5] and out.student_features.shape[0] == 5
+    row_of = {(b, m): r for r, (b, m) in enumerate(zip(out.samples.tolist(), out.modalities.tolist()))}
+    dense, dense_features = out.unimodal, out.unimodal_features
+    assert [tuple(t.shape[:3]) for t in dense] == [(3, 3, 2)] * 2
+    for b in range(3):
+        for m in range(3):
+            if (b, m) in row_of:
+                assert all(torch.equal(d[b, m], s[row_of[b, m]]) for d, s in zip(dense, out.students))
+                assert torch.equal(dense_features[b, m], out.student_features[row_of[b, m]])
+            else:
+                assert not any(d[b, m].any() for d in dense) and not dense_features[b, m].any(), (b, m)
+    for m in range(3):
+        rows = out.student_rows(m)
+        only_m = torch.zeros(3, 3, dtype=torch.bool)
+        only_m[:, m] = True
+        alone = net(x, only_m)
+        assert_close([s[rows] for s in out.students], [a[out.samples[rows]] for a in alone], atol=5e-5)
 
 
 def test_forward_subsets_equals_separate_forwards():
