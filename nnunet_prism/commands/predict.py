@@ -4,7 +4,9 @@ Absent channels are filled with all-zero images in a scratch folder (the input i
 touched), nnU-Net's own ``nnUNetv2_predict`` runs on it, and ``modalities_used.json`` beside the
 outputs records which modalities each case had. Outputs are nnU-Net's own (segmentations and,
 with ``--save_probabilities``, the .npz/.pkl files), so ensembling and postprocessing work.
-Unknown options are passed to nnUNetv2_predict unchanged.
+Unknown options are passed to nnUNetv2_predict unchanged. Before anything is written, the
+input is checked (file names, channels, one grid per case, ``-o`` outside ``-i``) and so are the
+model and its folds (default: every ``fold_*`` with the checkpoint); see the README.
 """
 import json
 import tempfile
