@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import SimpleITK as sitk
 
+from dataset_conversion.availability import simulate_availability
 from dataset_conversion.cli import main
 from nnunet_prism.modalities import AVAILABILITY_KEY
 
@@ -20,11 +21,16 @@ def test_phantom_convert_and_back(tmp_path, capsys):
     assert main(["convert-brats", "-i", str(src), str(test_src), "-d", "41", "-n", "Cli", "--raw", str(raw),
                  "--missing-rates", "0.2,0.4,0.6,0.8", "--seed", "1", "--label-based", "--layout", "2020"]) == 0
     out = capsys.readouterr().out
-    assert "4 training and 1 test cases" in out and "missing rates FR^m" in out
+    assert "4 training and 1 test cases" in out
+    assert "training-set missing rates FR^m: FLAIR 0.25, T1 0.50, T1c 0.75, T2 0.75" in out.splitlines()
     folder = raw / "Dataset041_Cli"
     dj = json.loads((folder / "dataset.json").read_text())
     assert dj["labels"]["enhancing"] == 3 and dj["missing_simulation"]["seed"] == 1
-    assert dj[AVAILABILITY_KEY]["SynBraTS_002"][2] == 0
+    genuine = np.ones((4, 4), dtype=bool)
+    genuine[2, 2] = False  # SynBraTS_002 has no T1c file
+    expected = simulate_availability(genuine, [0.2, 0.4, 0.6, 0.8], 1).astype(int).tolist()
+    assert [dj[AVAILABILITY_KEY][f"SynBraTS_{i:03d}"] for i in range(4)] == expected
+    assert dj[AVAILABILITY_KEY]["SynBraTS_002"][2] == 0 and dj[AVAILABILITY_KEY]["SynTest_000"] == [1, 1, 1, 1]
 
     assert main(["brats-labels", "-i", str(folder / "labelsTr"), "-o", str(tmp_path / "back"), "--layout", "2020"]) == 0
     back = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "back" / "SynBraTS_000.nii.gz")))
