@@ -60,6 +60,7 @@ setup(
     packages=find_packages(include=["nnunet_prism", "nnunet_prism.*",
                                     "dataset_conversion", "dataset_conversion.*"]),
     py_modules=["nnunet_prism_site_hook"],
+    package_data={"nnunet_prism.protocols": ["data/*.json", "data/README.md"]},  # published split lists
     install_requires=[
         "nnunetv2>=2.8,<2.9",
         "torch",

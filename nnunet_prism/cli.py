@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "convert-brats": ("dataset_conversion.commands.convert_brats", "BraTS folder -> nnU-Net raw dataset"),
     "brats-labels": ("dataset_conversion.commands.brats_labels", "nnU-Net predictions -> BraTS label convention"),
     "cch": ("nnunet_prism.commands.cch", "which teacher to distil from: the CCH I(T;S) > I(S;Y) per modality pair"),
+    "protocol": ("nnunet_prism.commands.protocol", "apply a published split (RFNet, PASSION masks) to a dataset"),
 }
 
 # old subcommand name -> new name: still accepted (not shown in --help), with a notice on stderr
