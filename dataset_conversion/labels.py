@@ -58,12 +58,17 @@ def nnunet_to_brats(seg: np.ndarray, layout: BratsLayout, what: str = "label map
 
 
 def brats_predictions_to_original(in_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike],
-                                  layout: str) -> List[Path]:
+                                  layout: str, et_min_voxels: int = 0) -> List[Path]:
     """Every ``*.nii.gz`` of ``in_dir`` (nnU-Net predictions, 0/1/2/3) written to ``out_dir`` under the
     same name in the BraTS convention of ``layout`` ("2020": 1/2/4, "2023": 1/2/3), header kept.
     Returns the written paths. ``out_dir`` must differ from ``in_dir``. Every file is checked
     complete before it is read; the files are written into a hidden folder beside ``out_dir`` and
-    moved into it only when all are done, so an error leaves ``out_dir`` as it was."""
+    moved into it only when all are done, so an error leaves ``out_dir`` as it was.
+    ``et_min_voxels`` > 0: a predicted enhancing tumour of fewer voxels becomes necrosis first
+    (RFNet/mmFormer's post-processing, ``nnunet_prism.evaluation.postprocessing``)."""
+    from nnunet_prism.evaluation.postprocessing import NNUNET_ET_LABEL, NNUNET_NCR_LABEL, suppress_small_et
+    if et_min_voxels < 0:
+        raise ConversionError(f"--et-min-voxels must be >= 0, got {et_min_voxels}.")
     if str(layout) == "auto":
         raise ConversionError("predictions do not tell their BraTS release; pass layout 2020 or 2023.")
     brats_layout = get_layout(layout)
@@ -83,7 +88,10 @@ def brats_predictions_to_original(in_dir: Union[str, os.PathLike], out_dir: Unio
                 image = sitk.ReadImage(str(path))
             except RuntimeError:
                 raise ConversionError(f"cannot read prediction file {path} as an image.") from None
-            seg = nnunet_to_brats(sitk.GetArrayViewFromImage(image), brats_layout, f"prediction file {path}")
+            seg = sitk.GetArrayViewFromImage(image)
+            if et_min_voxels > 0:
+                seg = suppress_small_et(seg, et_min_voxels, NNUNET_ET_LABEL, NNUNET_NCR_LABEL)
+            seg = nnunet_to_brats(seg, brats_layout, f"prediction file {path}")
             out = sitk.GetImageFromArray(seg)
             out.CopyInformation(image)
             sitk.WriteImage(out, str(stage / path.name))

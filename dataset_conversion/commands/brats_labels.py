@@ -7,9 +7,12 @@ def add_arguments(parser):
     parser.add_argument("-o", "--output", required=True, help="folder for the converted files")
     parser.add_argument("--layout", required=True, choices=["2018", "2019", "2020", "2021", "2023"],
                         help="BraTS release: 2018-2021 write 1/2/4, 2023 writes 1/2/3")
+    parser.add_argument("--et-min-voxels", type=int, default=0, metavar="N",
+                        help="relabel a predicted enhancing tumour of fewer than N voxels as necrosis "
+                             "(RFNet/mmFormer post-processing uses 500); 0 = off")
 
 
 def run(args):
-    written = brats_predictions_to_original(args.input, args.output, args.layout)
+    written = brats_predictions_to_original(args.input, args.output, args.layout, args.et_min_voxels)
     print(f"wrote {len(written)} label files in the BraTS {args.layout} convention to {args.output}")
     return 0
