@@ -185,3 +185,22 @@ def test_markdown_notes_name_the_convention():
     from nnunet_prism.evaluation.results import markdown_text
     text = markdown_text(_results_with_pp(), notes=["Evaluation convention: brats."])
     assert "ET (pp 500) Dice" in text and text.rstrip().endswith("Evaluation convention: brats.")
+
+
+# ------------------------------------------------------------------ brats-labels --et-min-voxels
+
+def test_brats_labels_relabels_small_et_before_conversion(tmp_path):
+    import SimpleITK as sitk
+    from dataset_conversion.cli import main
+    pred = box((12, 12, 12), (1, 1, 1), (9, 9, 9), 1)
+    box(pred.shape, (3, 3, 3), (5, 5, 5), 3, pred)             # 8 voxels of ET (nnU-Net label 3)
+    box(pred.shape, (6, 6, 6), (7, 7, 7), 2, pred)             # 1 voxel of NCR
+    (tmp_path / "pred").mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(pred), str(tmp_path / "pred" / "case.nii.gz"))
+    assert main(["brats-labels", "-i", str(tmp_path / "pred"), "-o", str(tmp_path / "raw"), "--layout", "2020"]) == 0
+    assert main(["brats-labels", "-i", str(tmp_path / "pred"), "-o", str(tmp_path / "pp"), "--layout", "2020",
+                 "--et-min-voxels", "9"]) == 0
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "raw" / "case.nii.gz")))
+    pp = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "pp" / "case.nii.gz")))
+    assert (raw == 4).sum() == 8 and (raw == 1).sum() == 1     # BraTS 2020: ET 4, NCR 1
+    assert (pp == 4).sum() == 0 and (pp == 1).sum() == 9 and np.array_equal(pp > 0, raw > 0)
