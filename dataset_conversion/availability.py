@@ -7,7 +7,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dataset_conversion.errors import ConversionError
-from nnunet_prism.modalities import ModalityError, sample_availability, validate_rates
+from nnunet_prism.modalities import ModalityError, validate_rates
+from nnunet_prism.modalities import simulate_availability as simulate
 
 
 def check_rates(rates: Optional[Sequence[float]], num_modalities: int) -> Optional[np.ndarray]:
@@ -21,18 +22,10 @@ def check_rates(rates: Optional[Sequence[float]], num_modalities: int) -> Option
 
 
 def simulate_availability(genuine: np.ndarray, rates: Optional[Sequence[float]], seed: int) -> np.ndarray:
-    """Availability (N, M) bool = ``genuine`` AND ``sample_availability(N, rates, seed)``.
-
-    ``genuine`` (N, M): modality file present and not all zero, rows in the order the cases are
-    sampled in (the converter sorts by case id). A case the AND leaves empty gets back its
-    genuinely present modality with the lowest requested rate, so every case keeps >= 1.
-    """
-    genuine = np.asarray(genuine, dtype=bool)
-    if rates is None or genuine.shape[0] == 0:
-        return genuine.copy()
-    rates = check_rates(rates, genuine.shape[1])
-    available = genuine & sample_availability(genuine.shape[0], rates, seed)
-    for n in np.flatnonzero(~available.any(axis=1)):
-        candidates = np.flatnonzero(genuine[n])
-        available[n, candidates[np.argmin(rates[candidates])]] = True
-    return available
+    """``nnunet_prism.modalities.simulate_availability`` (the rule the trainers' ``missing_rates``
+    follow too) with its errors as ConversionError. ``genuine`` (N, M): modality file present and
+    not all zero, rows in the order of the sorted case ids."""
+    try:
+        return simulate(genuine, check_rates(rates, np.shape(genuine)[1]) if rates is not None else None, seed)
+    except ModalityError as e:
+        raise ConversionError(str(e)) from None

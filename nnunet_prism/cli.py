@@ -14,6 +14,8 @@ SUBCOMMANDS = {
     "train": ("nnunet_prism.commands.train", "nnUNetv2_train with our trainers and --hp overrides"),
     "predict": ("nnunet_prism.commands.predict", "nnUNetv2_predict on a folder where some modality files are absent"),
     "evaluate": ("nnunet_prism.commands.evaluate", "Dice and HD95 on all modality subsets: tables and heatmap"),
+    "record-availability": ("nnunet_prism.commands.record_availability",
+                            "write which modalities each case has (all-zero image = absent) into dataset.json"),
     "env": ("nnunet_prism.commands.env", "print the export line that registers our trainers with nnU-Net"),
     "doctor": ("nnunet_prism.commands.doctor", "check that nnU-Net finds every nnunet_prism trainer"),
     "m2dn": ("nnunet_prism.commands.m2dn", "M2DN diffusion: train, impute absent modality files, evaluate PSNR/SSIM"),
@@ -82,7 +84,10 @@ def user_errors():
 
     from nnunet_prism.evaluation.metrics import EvaluationError
 
-    errors = [ModalityError, PipelineError, HyperparameterError, EvaluationError, FileNotFoundError]
+    from nnunet_prism.image_io import IncompleteImageError
+
+    errors = [ModalityError, PipelineError, HyperparameterError, EvaluationError, IncompleteImageError,
+              FileNotFoundError]
     try:
         from dataset_conversion.errors import ConversionError
         errors.append(ConversionError)

@@ -11,7 +11,7 @@ Notation follows PASSION (ACM MM 2024): C in {0,1}^(N x M), FR^m = 1 - mean_n C_
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -147,6 +147,29 @@ def sample_availability(num_cases: int, rates: Sequence[float], seed: int) -> np
         donors = [d for d in rng.permutation(num_cases) if available[d, m] and available[d].sum() >= 2 and d != n]
         if donors:
             available[donors[0], m] = False
+    return available
+
+
+def simulate_availability(genuine: np.ndarray, rates: Optional[Sequence[float]], seed: int) -> np.ndarray:
+    """The one rule for simulated missingness (used by the converter's ``--missing-rates`` and the
+    trainers' ``missing_rates``): availability (N, M) bool = ``genuine`` AND
+    ``sample_availability(N, rates, seed)``.
+
+    ``genuine`` (N, M): what each case really has, rows in the order the cases are sampled in
+    (sorted case ids). A case the AND leaves empty gets back its genuinely present modality with
+    the lowest requested rate, so every case keeps >= 1 (a case with nothing genuine is an error).
+    """
+    genuine = np.asarray(genuine, dtype=bool)
+    empty = np.flatnonzero(~genuine.any(axis=1)) if genuine.size else []
+    if len(empty):
+        raise ModalityError(f"case {int(empty[0])} (in sorted order) has no modality before simulation")
+    if rates is None or genuine.shape[0] == 0:
+        return genuine.copy()
+    rates = validate_rates(rates, genuine.shape[1])
+    available = genuine & sample_availability(genuine.shape[0], rates, seed)
+    for n in np.flatnonzero(~available.any(axis=1)):
+        candidates = np.flatnonzero(genuine[n])
+        available[n, candidates[np.argmin(rates[candidates])]] = True
     return available
 
 
