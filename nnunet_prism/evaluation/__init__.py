@@ -14,7 +14,11 @@ _EXPORTS = {
                 "write_all", "comparison_text", "print_comparison"],
     "plots": ["plot_subset_heatmap", "plot_heatmap"],
     "comparison": ["TrainerComparison", "write_comparison"],
-    "published": ["PublishedResult", "load_published"],
+    "published": ["PublishedResult", "load_published", "rows_convention"],
+    "conventions": ["Convention", "CONVENTIONS", "get_convention"],
+    "postprocessing": ["suppress_small_et", "suppress_small_et_regions"],
+    "lesionwise": ["LesionScores", "lesion_wise"],
+    "scoring": ["CaseScorer"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
