@@ -7,7 +7,7 @@ import pytest
 
 from nnunet_prism.protocols import (ProtocolError, apply_protocol, available_protocols, load_protocol,
                                     normalise_case_id)
-from tests.conftest import cli
+from conftest import cli
 
 TINY = Path(__file__).parent / "data" / "protocol_tiny.json"
 ENDING = ".nii.gz"
