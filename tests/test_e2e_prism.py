@@ -8,6 +8,8 @@ import torch
 
 from conftest import SHORT_SCHEDULE
 from nnunet_prism import pipeline
+from nnunet_prism.modalities import missing_rates, read_availability
+from nnunet_prism.training.hyperparameters import ALLOW_CHANGES_ENV_VAR
 from nnunet_prism.training.progress import STATE_KEY
 
 pytestmark = pytest.mark.e2e
@@ -28,10 +30,16 @@ def test_prism_trains_and_resumes_with_exact_coefficients(region_dataset, traine
     assert "PRISM FLAIR: E=" in log and "student pseudo Dice" in log
     assert (fold / "progress.png").stat().st_size > 0
     fixed = first["logging"][STATE_KEY]["preference"]["fixed"]
-    assert fixed[3] > fixed[0], "E^m starts at 1/(1-FR^m): the most-missing modality (T2) weighs most"
+    preprocessed = ds.workdir / "nnUNet_preprocessed" / ds.dataset_folder.name
+    train_cases = sorted(json.loads((preprocessed / "splits_final.json").read_text())[0]["train"])
+    rates = missing_rates(read_availability(json.loads((preprocessed / "dataset.json").read_text()), train_cases))
+    assert fixed.tolist() == (1.0 / (1.0 - torch.as_tensor(rates, dtype=torch.float64))).tolist(), \
+        "E^m starts at 1/(1-FR^m) of the fold's training cases"
 
-    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, ds.train_env(**{**SHORT_SCHEDULE, "num_epochs": 2}),
-                   echo=False, extra=["--c"], log_file=tmp_path / "train2.log")
+    env = ds.train_env(**{**SHORT_SCHEDULE, "num_epochs": 2})
+    env[ALLOW_CHANGES_ENV_VAR] = "1"  # --c with another num_epochs is refused otherwise
+    pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, env, echo=False, extra=["--c"],
+                   log_file=tmp_path / "train2.log")
     second = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     e_curve, rp_curve = _curve(second, "E"), _curve(second, "RP")
     assert [c[0] for c in e_curve] == e_after_epoch0.tolist(), "epoch-0 history kept"
