@@ -206,7 +206,7 @@ def test_subset_losses_without_deep_supervision():
     assert subset_losses(loss, per_modality[0], target[0], GMD_MASK, GMD_SUBSETS[3:]) == [None]
 
 
-# -- availability of the training cases: recorded AND simulated ------------------------------------
+# -- availability of the training cases: recorded (or from the data) AND simulated ----------------
 NAMES = ["FLAIR", "T1", "T1c", "T2"]
 RATES = [0.2, 0.4, 0.6, 0.8]
 TRAIN = [f"case_{i:02d}" for i in (7, 3, 9, 0, 5, 1, 8, 2, 6, 4)]  # nnU-Net's split, not sorted
@@ -214,17 +214,21 @@ VAL = ["case_10", "case_11"]
 
 
 class MaskingStub(ModalityMaskingMixin):
-    """What the mixin needs of a trainer: dataset_json, do_split, the hyperparameters, device."""
+    """What the mixin needs of a trainer: dataset_json, do_split, fold, the hyperparameters, device,
+    and the preprocessed data's non-zero channels (``data``: {case: (M,) bool}, default all)."""
 
-    def __init__(self, record=None, rates=None, seed=0):
+    def __init__(self, record=None, rates=None, seed=0, data=None):
         self.dataset_json = {"channel_names": {str(i): n for i, n in enumerate(NAMES)}}
         if record is not None:
             self.dataset_json[AVAILABILITY_KEY] = record
         self.missing_rates, self.missing_seed, self.modality_dropout = rates, seed, 0.0
-        self.device = torch.device("cpu")
+        self.device, self.fold, self.data = torch.device("cpu"), 0, data or {}
 
     def do_split(self):
         return list(TRAIN), list(VAL)
+
+    def preprocessed_availability(self, keys):
+        return np.array([self.data.get(k, [True] * 4) for k in keys], dtype=bool).reshape(len(keys), 4)
 
 
 def test_simulated_missing_rates_are_sample_availability_over_the_sorted_training_cases():
@@ -240,26 +244,35 @@ def test_simulated_missing_rates_are_sample_availability_over_the_sorted_trainin
     assert torch.equal(stub.training_modality_mask(["case_04"]), mask[:1]), "p = 0: no dropout"
 
 
-def test_recorded_absence_stays_absent_and_validation_cases_fall_back_to_the_record():
+def test_recorded_absence_stays_absent_and_validation_cases_are_not_simulated():
     record = {"case_00": [0, 1, 1, 1], "case_01": [1, 1, 1, 0], "case_05": [1, 0, 1, 1],
-              "case_10": [0, 1, 0, 1]}  # case_11 has no record: complete
-    stub = MaskingStub(record=record, rates=RATES, seed=3)
-    table = stub._availability_table()
+              "case_10": [0, 1, 0, 1]}  # the other cases: from the data
+    data = {"case_02": [True, True, False, True], "case_11": [False, False, True, True]}
+    stub = MaskingStub(record=record, rates=RATES, seed=3, data=data)
+    table = np.stack(list(stub._availability_table().values()))
     simulated = sample_availability(len(TRAIN), RATES, 3)
-    recorded = np.array([record.get(k, [1] * 4) for k in sorted(TRAIN)], dtype=bool)
-    np.testing.assert_array_equal(np.stack(list(table.values())), recorded & simulated)
-    assert not table["case_00"][0] and not table["case_01"][3] and not table["case_05"][1]
-    # validation cases: the record as it is, no simulation
+    genuine = np.array([record.get(k, data.get(k, [1] * 4)) for k in sorted(TRAIN)], dtype=bool)
+    assert (genuine & simulated).any(axis=1).all(), "no case left empty: the AND alone"
+    np.testing.assert_array_equal(table, genuine & simulated)
+    assert not (table & ~genuine).any(), "a recorded (or all-zero) absence stays absent"
+    # validation cases: as recorded, or from the data, never simulated
     assert stub.case_availability(VAL + ["case_00"]).tolist() == [
-        [False, True, False, True], [True] * 4, (recorded & simulated)[0].tolist()]
-    assert MaskingStub(record=record).case_availability(sorted(TRAIN)[:2]).tolist() == \
-        [[False, True, True, True], [True, True, True, False]], "no rates: the record alone"
+        [False, True, False, True], [False, False, True, True], table[0].tolist()]
+    assert MaskingStub(record=record, data=data).case_availability(sorted(TRAIN)[:3]).tolist() == \
+        [[False, True, True, True], [True, True, True, False], [True, True, False, True]], "no rates: no simulation"
 
 
-def test_a_training_case_left_without_modalities_is_a_one_line_error():
+def test_a_case_the_simulation_empties_gets_back_its_least_often_missing_modality():
     simulated = sample_availability(len(TRAIN), RATES, 3)
     first = sorted(TRAIN)[0]
-    only = np.flatnonzero(simulated[0])
-    record = {first: [0 if m in only else 1 for m in range(4)]}  # the opposite of what the simulation keeps
-    with pytest.raises(ModalityError, match=f"case '{first}' has no modality left after applying missing_rates"):
-        MaskingStub(record=record, rates=RATES, seed=3)._availability_table()
+    kept = np.flatnonzero(simulated[0])
+    genuine = [0 if m in kept else 1 for m in range(4)]  # exactly what the simulation removes
+    table = MaskingStub(record={first: genuine}, rates=RATES, seed=3)._availability_table()
+    lowest_rate = min((m for m in range(4) if genuine[m]), key=lambda m: RATES[m])
+    assert table[first].tolist() == [m == lowest_rate for m in range(4)]
+
+
+def test_a_modality_no_training_case_has_is_a_one_line_error():
+    without_t2 = {k: [True, True, True, False] for k in TRAIN}
+    with pytest.raises(ModalityError, match="^fold 0: T2 is absent from all 10 training cases"):
+        MaskingStub(data=without_t2)._availability_table()
