@@ -31,6 +31,7 @@ from nnunet_prism.training.hyperparameters import Hyperparameter, Hyperparameter
 from nnunet_prism.training.modality_masking import ModalityMaskingMixin, check_missing_rates
 from nnunet_prism.training.progress import MethodCurvesLogger
 from nnunet_prism.training.pseudo_dice import hard_counts
+from nnunet_prism.training.seeding import derived_seed, seed_everything, seeded_augmenter_workers
 
 Target = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -61,6 +62,11 @@ def unwrap(network: torch.nn.Module) -> torch.nn.Module:
 
 class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTrainer):
     HYPERPARAMETERS = {
+        "seed": Hyperparameter(
+            "int", None, "makes a run repeatable on the CPU with nnUNet_n_proc_DA=0 (python, numpy, torch "
+                         "RNGs: weights, patch sampling, augmentation, modality dropout); data-augmentation "
+                         "workers get seeds derived from it; none: nnU-Net's unseeded behaviour",
+            nullable=True, minimum=0),
         "final_validation": Hyperparameter(
             "bool", True, "false skips nnU-Net's prediction of the validation cases right after training; "
                           "`nnUNetv2_train ... --val` runs it later"),
@@ -104,10 +110,19 @@ class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTr
         self._resumed_at_epoch = self.current_epoch
 
     def on_train_start(self):
+        if self.seed is not None:  # before nnU-Net builds the network and the data loaders
+            seed_everything(derived_seed(self.seed, self.local_rank))
         super().on_train_start()
         self._trained_in_this_run = True
         self.save_hyperparameters(self._resumed_at_epoch)
         self.log_availability()
+
+    def get_dataloaders(self):
+        """nnU-Net's loaders; with ``seed``, every data-augmentation worker seeded from it."""
+        if self.seed is None:
+            return super().get_dataloaders()
+        with seeded_augmenter_workers(lambda worker: derived_seed(self.seed, self.local_rank, worker)):
+            return super().get_dataloaders()
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         if self._trained_in_this_run and not self.final_validation:
