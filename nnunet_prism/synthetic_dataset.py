@@ -23,13 +23,13 @@ def copy_present_files(images_folder: Path, destination: Path) -> Path:
     """Copy the channel files of ``images_folder`` that carry signal into ``destination``,
     leaving out the all-zero images the converter writes for absent modalities: the folder as a
     user would hand it to ``nnunet_prism predict``, absent files simply missing."""
-    from nnunet_prism.inference.absent_modalities import has_signal
+    from nnunet_prism.availability import image_has_signal
 
     destination = Path(destination)
     shutil.rmtree(destination, ignore_errors=True)
     destination.mkdir(parents=True)
     for image in sorted(Path(images_folder).iterdir()):
-        if image.is_file() and has_signal(image):
+        if image.is_file() and image_has_signal(image):
             shutil.copy2(image, destination / image.name)
     return destination
 

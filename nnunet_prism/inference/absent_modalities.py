@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-import numpy as np
 import SimpleITK as sitk
 
+from nnunet_prism.availability import image_has_signal
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
 from nnunet_prism.modalities import ModalityError
 
@@ -88,12 +88,6 @@ def check_output_outside(output: os.PathLike, inputs: Mapping[str, os.PathLike],
                                 f"writes into its input: choose an output folder outside it")
 
 
-def has_signal(path: Path) -> bool:
-    """False for an all-zero image (which our networks treat as an absent modality)."""
-    image = sitk.ReadImage(str(path))  # keep the image alive: the array view does not own its buffer
-    return bool(np.any(sitk.GetArrayViewFromImage(image)))
-
-
 def _write_zero_like(reference: Path, destination: Path) -> None:
     image = sitk.ReadImage(str(reference))
     zero = sitk.Image(image.GetSize(), image.GetPixelID(), image.GetNumberOfComponentsPerPixel())
@@ -120,7 +114,7 @@ def complete_cases(cases: CaseFiles, scratch: os.PathLike, file_ending: str, num
             raise ModalityError(f"case '{case}' has no modality file")
         check_case_geometry(case, files)
         reference = next(iter(files.values()))
-        present = [c for c, path in sorted(files.items()) if has_signal(path)]
+        present = [c for c, path in sorted(files.items()) if image_has_signal(path)]
         if not present:
             raise ModalityError(f"case '{case}': every modality file is missing or all zero "
                                 f"({', '.join(p.name for p in files.values())}); nothing to predict from")

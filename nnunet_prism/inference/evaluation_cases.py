@@ -15,8 +15,9 @@ from typing import List, Mapping, Optional
 import numpy as np
 
 from nnunet_prism.evaluation.reference_labels import read_reference_label
-from nnunet_prism.inference.absent_modalities import check_case_geometry, has_signal, group_case_files
-from nnunet_prism.modalities import ModalityError, modality_names, read_availability
+from nnunet_prism.availability import image_has_signal, raw_availability, resolve_availability
+from nnunet_prism.inference.absent_modalities import check_case_geometry, group_case_files
+from nnunet_prism.modalities import ModalityError, modality_names
 
 
 @dataclass
@@ -43,7 +44,8 @@ def validation_cases(dataset_name: str, fold: int, dataset_json: Mapping,
     names = sorted(splits[fold]["val"])
     ending = dataset_json["file_ending"]
     num_channels = len(modality_names(dataset_json))
-    availability = read_availability(dataset_json, names)
+    # the record where there is one, else the images (all-zero = absent), checked against them
+    availability, _ = resolve_availability(dataset_json, names, lambda keys: raw_availability(raw, dataset_json, keys))
     cases = []
     for name, available in zip(names, availability):
         images = [str(raw / "imagesTr" / f"{name}_{c:04d}{ending}") for c in range(num_channels)]
@@ -58,7 +60,7 @@ def folder_cases(images_folder: os.PathLike, labels_folder: os.PathLike, dataset
     num_channels = len(modality_names(dataset_json))
     cases = []
     for name, files in group_case_files(images_folder, ending, num_channels).items():
-        available = np.array([c in files and has_signal(files[c]) for c in range(num_channels)])
+        available = np.array([c in files and image_has_signal(files[c]) for c in range(num_channels)])
         if not available.any():
             raise ModalityError(f"case '{name}' in {images_folder} has no modality with signal")
         missing = [c for c in range(num_channels) if c not in files]

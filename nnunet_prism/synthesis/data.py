@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from nnunet_prism.availability import channel_signal
 from nnunet_prism.modalities import ModalityError, modality_names, read_availability
 
 
@@ -119,8 +120,7 @@ class CaseReader:
     def availability(self, identifier: str) -> np.ndarray:
         if identifier not in self._availability:
             data, _ = self.arrays(identifier)
-            nonzero = np.array([bool(np.any(np.asarray(data[c]))) for c in range(self.num_modalities)])
-            self._availability[identifier] = self.recorded[identifier] & nonzero
+            self._availability[identifier] = self.recorded[identifier] & channel_signal(data)
         return self._availability[identifier]
 
     def volume(self, identifier: str) -> Tuple[np.ndarray, np.ndarray]:

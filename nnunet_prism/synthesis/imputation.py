@@ -28,7 +28,8 @@ from typing import Callable, Dict
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_prism.inference.absent_modalities import group_case_files, has_signal
+from nnunet_prism.availability import image_has_signal
+from nnunet_prism.inference.absent_modalities import group_case_files
 from nnunet_prism.modalities import ModalityError
 from nnunet_prism.synthesis.inference import synthesise_volume
 from nnunet_prism.synthesis.training import load_model
@@ -48,7 +49,7 @@ def invert_normalisation(volume: np.ndarray, scheme: str, properties: dict) -> t
 def _complete_case(case: str, files: Dict[int, Path], num_channels: int, scratch: Path, ending: str):
     """Present mask (M,) bool and the M channel files nnU-Net's preprocessor reads: present ones
     as given, absent ones as all-zero images on the grid of a present file (in ``scratch``)."""
-    present = np.array([c in files and has_signal(files[c]) for c in range(num_channels)])
+    present = np.array([c in files and image_has_signal(files[c]) for c in range(num_channels)])
     if not present.any():
         raise ModalityError(f"case '{case}': every modality file is missing or all zero "
                             f"({', '.join(p.name for p in files.values())}); nothing to synthesise from")

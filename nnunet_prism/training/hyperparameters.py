@@ -361,8 +361,6 @@ def write_readme_table(readme: str) -> bool:
 
 
 if __name__ == "__main__":  # python -m nnunet_prism.training.hyperparameters [README.md]
-    import sys
-
     if len(sys.argv) > 1:
         print("updated" if write_readme_table(sys.argv[1]) else "unchanged")
     else:
