@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Callable, Sequence, Tuple
 
 import torch
+import torch.utils.checkpoint
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from torch import nn
 
-from nnunet_prism.deep_supervision import Logits
+from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
 
 
 def _run_decoder(decoder: UNetDecoder, bottleneck: torch.Tensor,
@@ -91,3 +92,33 @@ def decode_mixtures(decoder: UNetDecoder, skips: Sequence[torch.Tensor], weights
         return rest(first.all_modules[1:](features))
 
     return _run_decoder(decoder, mix_rows(weights, projections[-1](skips[-1])), stage_output)
+
+
+def checkpointed(function: Callable, *args):
+    """``function(*args)`` whose activations are not kept but recomputed in the backward pass
+    (``torch.utils.checkpoint``, non-reentrant: RNG state restored, any output structure)."""
+    return torch.utils.checkpoint.checkpoint(function, *args, use_reentrant=False)
+
+
+def decode_mixtures_in_chunks(decoder: UNetDecoder, skips: Sequence[torch.Tensor], weights: torch.Tensor,
+                              projections: Sequence[nn.Module], rows_per_chunk: int = 1,
+                              checkpoint: bool = True) -> Tuple[Logits, torch.Tensor]:
+    """``decode_mixtures`` run on ``rows_per_chunk`` rows of ``weights`` (N, P) at a time, each
+    chunk with only the skip sets its weights use, under ``checkpointed`` when ``checkpoint``:
+    the backward pass then holds one chunk's decoder activations at a time instead of N rows'.
+    Same results as ``decode_mixtures`` (per-row computations; float summation order aside).
+
+    skips: per scale (P, C_r_s, *spatial_s); returns logits per level (N, C, *spatial_l) and
+    features (N, features_per_stage[0], *spatial), rows in the order of ``weights``.
+    """
+    def decode(chunk: torch.Tensor, used: torch.Tensor, *all_skips: torch.Tensor):
+        return decode_mixtures(decoder, [s[used] for s in all_skips], chunk[:, used], projections)
+
+    outputs = []
+    for start in range(0, weights.shape[0], rows_per_chunk):
+        chunk = weights[start:start + rows_per_chunk]
+        used = chunk.ne(0).any(0).nonzero(as_tuple=True)[0]
+        used = used if used.numel() else used.new_zeros(1)  # rows of zeros still need one skip set's shapes
+        outputs.append(checkpointed(decode, chunk, used, *skips) if checkpoint else decode(chunk, used, *skips))
+    logits = like_levels(outputs[0][0], [torch.cat(level) for level in zip(*(as_level_list(o[0]) for o in outputs))])
+    return logits, torch.cat([o[1] for o in outputs])

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from nnunet_prism.deep_supervision import Logits, as_level_list, full_resolution, like_levels
-from nnunet_prism.networks.decoding import decode_mixtures, mix_rows
+from nnunet_prism.networks.decoding import checkpointed, decode_mixtures, decode_mixtures_in_chunks, mix_rows
 from nnunet_prism.networks.fusion import resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
@@ -150,11 +150,23 @@ class MultiEncoderUNet(nn.Module):
 
     Normalisation must be per sample (nnU-Net's plans use InstanceNorm): BatchNorm in training
     would let absent modalities and other samples leak through the batch statistics.
+
+    ``activation_checkpointing`` (settable after build, default off; used only in training with
+    gradients on): every encoder pass and every ``checkpoint_rows`` decoder rows of
+    ``forward_all`` keep only their inputs and outputs and are recomputed in the backward pass,
+    one chunk at a time, so the step holds one chunk's decoder activations instead of B + P
+    rows' (benchmarks/memory.py). Same outputs and gradients (up to float summation order),
+    about one more forward pass of compute.
     """
 
+    #: decoder rows per recomputed chunk under ``activation_checkpointing``
+    checkpoint_rows: int = 1
+
     def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
-                 deep_supervision: bool = True, encoder_width: Optional[float] = None):
+                 deep_supervision: bool = True, encoder_width: Optional[float] = None,
+                 activation_checkpointing: bool = False):
         super().__init__()
+        self.activation_checkpointing = activation_checkpointing
         self.encoder_width = resolve_width(num_modalities, encoder_width, default_encoder_width, "encoder_width")
         self.num_modalities = num_modalities
         self.encoders = nn.ModuleList(build_encoder(arch, 1, self.encoder_width) for _ in range(num_modalities))
@@ -176,11 +188,16 @@ class MultiEncoderUNet(nn.Module):
         for m, encoder in enumerate(self.encoders):
             rows = pairs[:, m].nonzero(as_tuple=True)[0]
             if rows.numel():
-                outputs.append(encoder(x[:, m:m + 1] if rows.numel() == x.shape[0] else x[rows, m:m + 1]))
+                image = x[:, m:m + 1] if rows.numel() == x.shape[0] else x[rows, m:m + 1]
+                outputs.append(checkpointed(encoder, image) if self._checkpointing() else encoder(image))
                 samples.append((m, rows))
         features = [torch.cat(scale) if len(scale) > 1 else scale[0] for scale in zip(*outputs)]
         modalities = torch.cat([torch.full_like(rows, m) for m, rows in samples])
         return PresentEncoding(torch.cat([rows for _, rows in samples]), modalities, features, mask)
+
+    def _checkpointing(self) -> bool:
+        """Whether this pass recomputes its activations in backward (training with gradients)."""
+        return self.activation_checkpointing and self.training and torch.is_grad_enabled()
 
     def forward(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None,
                 return_all: bool = False) -> Union[Logits, "MultiModalOutput"]:
@@ -206,8 +223,13 @@ class MultiEncoderUNet(nn.Module):
         """
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         encoded = self._encode(x, mask)
-        logits, features = decode_mixtures(self.decoder, encoded.features, encoded.fused_and_own_weights(),
-                                           self.projections)
+        if self._checkpointing():
+            logits, features = decode_mixtures_in_chunks(self.decoder, encoded.features,
+                                                         encoded.fused_and_own_weights(), self.projections,
+                                                         self.checkpoint_rows)
+        else:
+            logits, features = decode_mixtures(self.decoder, encoded.features, encoded.fused_and_own_weights(),
+                                               self.projections)
         batch = x.shape[0]
         fused, students = zip(*(t.split([batch, t.shape[0] - batch]) for t in as_level_list(logits)))
         fused_features, student_features = features.split([batch, features.shape[0] - batch])
@@ -244,16 +266,18 @@ class MultiEncoderUNet(nn.Module):
 def build_multi_encoder_unet(arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import: Sequence[str],
                              num_input_channels: int, num_output_channels: int,
                              enable_deep_supervision: bool = True,
-                             encoder_width: Optional[float] = None) -> MultiEncoderUNet:
+                             encoder_width: Optional[float] = None,
+                             activation_checkpointing: bool = False) -> MultiEncoderUNet:
     """MultiEncoderUNet from a configuration's plans, initialised like nnU-Net's networks.
 
     Arguments as nnU-Net's ``ConfigurationManager`` gives them (``network_arch_class_name``,
     ``network_arch_init_kwargs``, ``network_arch_init_kwargs_req_import``); one modality per
     input channel. ``encoder_width`` None -> ``default_encoder_width(num_input_channels)``.
+    ``activation_checkpointing``: see ``MultiEncoderUNet`` (also settable on the built network).
     Raises ValueError for an architecture other than PlainConvUNet / ResidualEncoderUNet.
     """
     arch = read_plan_architecture(arch_class_name, arch_kwargs, arch_kwargs_req_import)
     network = MultiEncoderUNet(arch, num_input_channels, num_output_channels, enable_deep_supervision,
-                               encoder_width)
+                               encoder_width, activation_checkpointing)
     network.apply(initialize_like_nnunet)
     return network

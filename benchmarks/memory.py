@@ -1,0 +1,408 @@
+"""Training memory of every trainer's network at an nnU-Net plan, on any device.
+
+For plain nnU-Net (``nnUNetTrainer``'s network), the multi-encoder network (MissingModality,
+PRISM), ShaSpec and the dynamic-sharing network (GMD/DS) it counts the bytes autograd saves in
+one training forward + the trainer's loss (``saved_tensors_hooks``: storage bytes of every
+saved tensor, deduplicated by storage, parameters left out, the input batch counted once), and
+the bytes of parameters + SGD momentum (+ gradients). The multi-encoder trainers are measured with
+1, 2 and 4 modalities present, with and without ``activation_checkpointing``. The counts are
+exact for the patch measured; ``--patch`` measures a smaller patch and scales linearly in
+voxels to the plan's patch (the output says so). On CUDA each row also gets
+``torch.cuda.max_memory_allocated`` of a real AMP step (autocast + GradScaler, SGD momentum).
+``--step-time N`` times N forward+backward passes of PRISM's step with and without checkpointing.
+
+    python benchmarks/memory.py                                   # BraTS2021-like plan, 64^3 scaled
+    python benchmarks/memory.py --plans nnUNetPlans.json --configuration 3d_fullres --patch 64 64 64
+    python benchmarks/memory.py --patch 32 64 64 --step-time 3 --only nnUNetTrainerPRISM
+
+Output: a Markdown table on stdout, and JSON (``--json PATH``, else printed after the table).
+"""
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.utils.checkpoint
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PLANS = HERE / "brats2021_like_plans.json"
+DEFAULT_DATASET = HERE / "brats2021_like_dataset.json"
+GIB = 2 ** 30
+TRAINERS = ("nnUNetTrainer", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM", "nnUNetTrainerShaSpec",
+            "nnUNetTrainerGMD")
+MULTI_ENCODER = ("nnUNetTrainerMissingModality", "nnUNetTrainerPRISM")
+GMD_SUBSETS = 5
+
+
+class SavedBytes:
+    """Context manager: the storage bytes of the tensors autograd saves inside it, each storage
+    counted once; storages in ``exclude`` (parameters) are left out.
+
+    Activation checkpoints (``torch.utils.checkpoint.checkpoint``) inside it are accounted too:
+    their tensor arguments count as saved (they are held for the recomputation), and each
+    region is run once more under its own counter to find ``largest_region``: the most bytes a
+    region re-materialises in the backward pass beyond what is saved anyway (regions are
+    recomputed one at a time, so the backward peak is about ``total + largest_region``)."""
+
+    def __init__(self, exclude=(), include=()):
+        self.exclude = list(exclude)
+        self.excluded = {t.untyped_storage().data_ptr() for t in self.exclude}
+        self.storages = {}
+        self.largest_region = 0
+        self.regions = 0
+        for t in include:
+            self._add(t)
+
+    def _add(self, t: torch.Tensor):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in self.excluded and storage.nbytes():
+            self.storages[storage.data_ptr()] = max(self.storages.get(storage.data_ptr(), 0), storage.nbytes())
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        self._add(t)
+        return t
+
+    def _checkpoint(self, function, *args, **kwargs):
+        for a in args:
+            for t in (a if isinstance(a, (list, tuple)) else [a]):
+                if isinstance(t, torch.Tensor):
+                    self._add(t)
+        with SavedBytes(exclude=self.exclude) as region:
+            function(*args)  # measurement only: what the recomputation will save
+        extra = sum(n for ptr, n in region.storages.items() if ptr not in self.storages)
+        self.largest_region = max(self.largest_region, extra)
+        self.regions += 1
+        return self._real_checkpoint(function, *args, **kwargs)
+
+    def __enter__(self):
+        self._real_checkpoint = torch.utils.checkpoint.checkpoint
+        torch.utils.checkpoint.checkpoint = self._checkpoint
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._hooks.__exit__(*exc)
+        torch.utils.checkpoint.checkpoint = self._real_checkpoint
+
+    @property
+    def total(self) -> int:
+        return sum(self.storages.values())
+
+
+# -- plans, networks and losses -------------------------------------------------------------
+def load_plans(plans_path: Path, dataset_path: Path, configuration: str):
+    """(PlansManager, ConfigurationManager, LabelManager, dataset_json)."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    plans_manager = PlansManager(str(plans_path))
+    dataset_json = json.loads(Path(dataset_path).read_text())
+    return (plans_manager, plans_manager.get_configuration(configuration),
+            plans_manager.get_label_manager(dataset_json), dataset_json)
+
+
+def build_network(trainer: str, plans_manager, cm, num_inputs: int, num_outputs: int) -> torch.nn.Module:
+    """The network the trainer builds from the plans (deep supervision on)."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet
+    from nnunet_prism.networks.multi_encoder_unet import build_multi_encoder_unet
+    from nnunet_prism.networks.shaspec_unet import build_shaspec_unet
+    if trainer == "nnUNetTrainer":
+        return nnUNetTrainer.build_network_architecture(plans_manager, cm, num_inputs, num_outputs, True)
+    builder = {"nnUNetTrainerShaSpec": build_shaspec_unet,
+               "nnUNetTrainerGMD": build_dynamic_sharing_unet}.get(trainer, build_multi_encoder_unet)
+    return builder(cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
+                   num_inputs, num_outputs, True)
+
+
+def nnunet_loss(cm, label_manager):
+    """nnU-Net's own training loss (Dice+BCE for regions, Dice+CE for labels, deep-supervision
+    wrapper), made by nnUNetTrainer._build_loss on a stand-in for the trainer."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    stand_in = SimpleNamespace(label_manager=label_manager, configuration_manager=cm, is_ddp=False,
+                               enable_deep_supervision=True, _do_i_compile=lambda: False)
+    stand_in._get_deep_supervision_scales = lambda: nnUNetTrainer._get_deep_supervision_scales(stand_in)
+    return nnUNetTrainer._build_loss(stand_in)
+
+
+def make_batch(cm, label_manager, patch, num_inputs: int, present: int, device, seed: int = 0):
+    """Data (B, M, *patch) with modalities >= ``present`` zeroed, mask (B, M), and a target per
+    deep-supervision level ((B, R, *s) regions or (B, 1, *s) labels), nearest-downsampled."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = cm.batch_size
+    data = torch.randn(batch, num_inputs, *patch, generator=generator)
+    mask = torch.zeros(batch, num_inputs, dtype=torch.bool)
+    mask[:, :present] = True
+    data[~mask] = 0
+    labels = torch.randint(0, len(label_manager.all_labels), (batch, 1, *patch), generator=generator)
+    if label_manager.has_regions:
+        full = torch.cat([torch.isin(labels, torch.as_tensor(r if isinstance(r, (list, tuple)) else [r]))
+                          for r in label_manager.foreground_regions], 1).float()
+    else:
+        full = labels.float()
+    strides = np.cumprod(np.vstack(cm.pool_op_kernel_sizes), axis=0)[:-1]
+    target = [full[(slice(None), slice(None), *(slice(None, None, int(s)) for s in stride))].to(device)
+              for stride in strides]
+    return data.to(device), mask.to(device), target
+
+
+def training_loss(trainer: str, network, loss, data, mask, target, label_manager, checkpoint_loss: bool = False):
+    """The trainer's objective for one batch (forward included). ``checkpoint_loss``: PRISM's
+    distillation terms are recomputed in the backward pass (``checkpointed``) instead of keeping
+    their activations."""
+    from nnunet_prism.deep_supervision import as_level_list, full_resolution, like_levels
+    if trainer == "nnUNetTrainer":
+        return loss(network(data), target)
+    if trainer in MULTI_ENCODER:
+        out = network(data, mask, return_all=True)
+        total = loss(out.fused, target)
+        full_target = full_resolution(target)
+        for m in range(mask.shape[1]):  # PASSION L_task's unimodal term, full resolution
+            rows = out.student_rows(m)
+            if rows.numel():
+                total = total + loss.loss(full_resolution(out.students)[rows], full_target[out.samples[rows]])
+        if trainer == "nnUNetTrainerPRISM":
+            from nnunet_prism.losses import prism_distillation_loss
+            labels = ({} if label_manager.has_regions else
+                      {"num_classes": label_manager.num_segmentation_heads,
+                       "ignore_label": label_manager.ignore_label})
+            if label_manager.has_regions and label_manager.has_ignore_label:
+                full_target = full_target[:, :-1]
+            from nnunet_prism.networks.decoding import checkpointed
+
+            def distillation(fused, students, fused_features, student_features):
+                return prism_distillation_loss(
+                    fused, students, fused_features, student_features, full_target, out.modality_mask,
+                    torch.ones(mask.shape[1], device=data.device), region_based=label_manager.has_regions,
+                    ds_weights=loss.weight_factors, pairs=out.pairs, **labels)[0]
+
+            parts = (out.fused, out.students, out.fused_features, out.student_features)
+            total = total + (checkpointed(distillation, *parts) if checkpoint_loss else distillation(*parts))
+        return total
+    if trainer == "nnUNetTrainerShaSpec":
+        from nnunet_prism.losses.shaspec import distribution_alignment_loss, domain_classification_loss
+        out = network(data, mask, return_all=True)
+        dco = domain_classification_loss(out.domain_logits, out.modality_mask)[0]
+        return loss(out.logits, target) + 0.1 * distribution_alignment_loss(out.shared, out.modality_mask) + 0.02 * dco
+    if trainer == "nnUNetTrainerGMD":
+        from nnunet_prism.modalities import subset_masks
+        from nnunet_prism.networks.dynamic_sharing_unet import fuse_modalities
+        per_modality = network.forward_modalities(data)
+        subsets = torch.as_tensor(subset_masks(mask.shape[1]), device=data.device)
+        chosen = random.Random(0).sample(range(len(subsets)), min(GMD_SUBSETS, len(subsets)))
+        total = 0
+        for subset in subsets[chosen]:  # GMD's k subset losses (their gradients come from one graph)
+            combined = mask & subset[None]
+            rows = combined.any(1)
+            if rows.any():
+                fused = as_level_list(fuse_modalities(per_modality, combined))
+                total = total + loss(like_levels(per_modality, [f[rows] for f in fused]), [t[rows] for t in target])
+        return total
+    raise ValueError(f"unknown trainer {trainer}")
+
+
+def state_bytes(network) -> int:
+    """Parameters + their gradients + SGD momentum (one buffer each), fp32."""
+    return 3 * sum(p.numel() * p.element_size() for p in network.parameters())
+
+
+# -- measurements ---------------------------------------------------------------------------
+def saved_activation_bytes(trainer, network, loss, batch, label_manager, checkpoint_loss=False):
+    """(bytes saved for the backward pass, largest recomputed region's extra bytes)."""
+    data, mask, target = batch
+    network.train()
+    with SavedBytes(exclude=list(network.parameters()), include=[data]) as counter:
+        total = training_loss(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss)
+    del total
+    return counter.total, counter.largest_region
+
+
+def cuda_amp_peak(trainer, network, loss, batch, label_manager, device, checkpoint_loss=False) -> float:
+    """torch.cuda.max_memory_allocated (bytes) of the second of two AMP steps (the first creates
+    SGD's momentum buffers): parameters, gradients, momentum and the step's activations."""
+    data, mask, target = batch
+    optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True)
+    scaler = torch.amp.GradScaler("cuda")
+    for step in range(2):
+        if step:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda"):
+            total = training_loss(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss)
+        scaler.scale(total).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
+        scaler.step(optimizer)
+        scaler.update()
+        del total
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    optimizer.zero_grad(set_to_none=True)
+    return float(peak)
+
+
+def step_seconds(trainer, network, loss, batch, label_manager, repeats: int, checkpoint_loss=False) -> float:
+    """Mean seconds of ``repeats`` forward + loss + backward passes, after one warm-up."""
+    data, mask, target = batch
+    times = []
+    for i in range(repeats + 1):
+        network.zero_grad(set_to_none=True)
+        if data.is_cuda:
+            torch.cuda.synchronize(data.device)
+        start = time.perf_counter()
+        training_loss(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss).backward()
+        if data.is_cuda:
+            torch.cuda.synchronize(data.device)
+        if i:
+            times.append(time.perf_counter() - start)
+    return float(np.mean(times))
+
+
+def savings(trainer: str, network) -> list:
+    """The memory savings to measure: "off", "network" (the network's activation_checkpointing),
+    "network + loss" (PRISM: its distillation terms recomputed as well)."""
+    if not hasattr(network, "activation_checkpointing"):
+        return ["off"]
+    return ["off", "network"] + (["network + loss"] if trainer == "nnUNetTrainerPRISM" else [])
+
+
+def apply_saving(network, saving: str) -> bool:
+    """Switch the network's checkpointing for ``saving``; returns whether the loss is checkpointed."""
+    if hasattr(network, "activation_checkpointing"):
+        network.activation_checkpointing = saving != "off"
+    return saving == "network + loss"
+
+
+def measure(args) -> dict:
+    device = torch.device(args.device)
+    plans_manager, cm, label_manager, dataset_json = load_plans(args.plans, args.dataset_json, args.configuration)
+    num_inputs = len(dataset_json["channel_names"])
+    num_outputs = label_manager.num_segmentation_heads
+    plan_patch = [int(p) for p in cm.patch_size]
+    patch = args.patch or plan_patch
+    scale = float(np.prod(plan_patch) / np.prod(patch))
+    loss = nnunet_loss(cm, label_manager)
+    presents = sorted({min(n, num_inputs) for n in args.present})
+    rows = []
+    for trainer in args.only or TRAINERS:
+        torch.manual_seed(0)
+        network = build_network(trainer, plans_manager, cm, num_inputs, num_outputs).to(device)
+        if args.checkpoint_rows and hasattr(network, "checkpoint_rows"):
+            network.checkpoint_rows = args.checkpoint_rows
+        counts = [num_inputs] if trainer == "nnUNetTrainer" else presents
+        for saving in savings(trainer, network):
+            checkpoint_loss = apply_saving(network, saving)
+            for present in counts:
+                batch = make_batch(cm, label_manager, patch, num_inputs, present, device)
+                saved, region = saved_activation_bytes(trainer, network, loss, batch, label_manager, checkpoint_loss)
+                row = {"trainer": trainer, "saving": saving, "present": present,
+                       "saved_bytes_measured": saved, "recomputed_region_bytes_measured": region,
+                       "state_bytes": state_bytes(network),
+                       "parameters": sum(p.numel() for p in network.parameters())}
+                row["saved_bytes"] = saved * scale
+                row["peak_bytes"] = (saved + region) * scale  # backward: saved + one recomputed region
+                if device.type == "cuda":
+                    row["cuda_amp_peak_bytes"] = cuda_amp_peak(trainer, network, loss, batch, label_manager, device,
+                                                               checkpoint_loss)
+                rows.append(row)
+                print(f"  measured {trainer} saving={saving} present={present}: saved {row['saved_bytes'] / GIB:.2f} "
+                      f"GiB, with the largest recomputed region {row['peak_bytes'] / GIB:.2f} GiB", flush=True)
+        if args.step_time and len(savings(trainer, network)) > 1:
+            batch = make_batch(cm, label_manager, patch, num_inputs, num_inputs, device)
+            times = {}
+            for _ in range(2):  # alternate: the load of a shared machine drifts
+                for saving in savings(trainer, network):
+                    checkpoint_loss = apply_saving(network, saving)
+                    times.setdefault(saving, []).append(step_seconds(trainer, network, loss, batch, label_manager,
+                                                                     args.step_time, checkpoint_loss))
+            for row in rows:
+                if row["trainer"] == trainer:
+                    row["step_s_all_present"] = float(np.mean(times[row["saving"]]))
+                    row["step_ratio_to_off"] = row["step_s_all_present"] / float(np.mean(times["off"]))
+        del network
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    plain = next((r["peak_bytes"] for r in rows if r["trainer"] == "nnUNetTrainer"), None)
+    for row in rows:
+        row["ratio_to_nnunet"] = row["peak_bytes"] / plain if plain else None
+    return {"plans": str(args.plans), "configuration": args.configuration, "plan_patch": plan_patch,
+            "modalities": num_inputs, "measured_patch": list(patch), "scale": scale, "batch_size": cm.batch_size,
+            "device": str(device), "threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+            "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    has_cuda = any("cuda_amp_peak_bytes" in r for r in result["rows"])
+    has_time = any("step_s_all_present" in r for r in result["rows"])
+    head = ["trainer", "saving", "modalities present", "saved activations", "+ largest recomputed region",
+            "ratio to nnU-Net", "params + grads + momentum"]
+    head += ["CUDA AMP step peak"] if has_cuda else []
+    head += ["step time (all present)", "ratio to no saving"] if has_time else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["rows"]:
+        cells = [r["trainer"], r["saving"], f"{r['present']} of {result['modalities']}",
+                 f"{r['saved_bytes'] / GIB:.2f} GiB", f"{r['peak_bytes'] / GIB:.2f} GiB",
+                 f"{r['ratio_to_nnunet']:.2f}x" if r["ratio_to_nnunet"] else "–",
+                 f"{r['state_bytes'] / GIB:.2f} GiB"]
+        if has_cuda:
+            cells.append(f"{r['cuda_amp_peak_bytes'] / GIB:.2f} GiB" if "cuda_amp_peak_bytes" in r else "–")
+        if has_time:
+            cells += ([f"{r['step_s_all_present']:.2f} s", f"{r['step_ratio_to_off']:.2f}x"]
+                      if "step_s_all_present" in r else ["–", "–"])
+        lines.append("| " + " | ".join(cells) + " |")
+    scaled = result["scale"] != 1.0
+    note = ("Saved activations: bytes autograd saves in one training forward + loss (fp32, each storage once, "
+            "parameters left out, input batch and checkpoint inputs in); the ratio compares saved + the largest "
+            "region that activation checkpointing recomputes in the backward pass. Measured at patch "
+            f"{'x'.join(map(str, result['measured_patch']))}"
+            + (f" and scaled linearly in voxels (x{result['scale']:g}) to the plan's "
+               f"{'x'.join(map(str, result['plan_patch']))} (the few patch-independent tensors, such as "
+               "weights composed inside a region, are scaled too)" if scaled else "")
+            + f"; batch {result['batch_size']}; device {result['device']}; {result['machine']}.")
+    return "\n".join(lines) + "\n\n" + note
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plans", type=Path, default=DEFAULT_PLANS)
+    parser.add_argument("--dataset-json", type=Path, default=None,
+                        help="default: dataset.json beside --plans, else the BraTS2021-like one")
+    parser.add_argument("--configuration", default="3d_fullres")
+    parser.add_argument("--patch", type=int, nargs="+", default=None,
+                        help="measure at this patch and scale to the plan's (default: 64^3 for the default "
+                             "plans, else the plan's patch)")
+    parser.add_argument("--present", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--only", nargs="+", choices=TRAINERS, default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--step-time", type=int, default=0, metavar="N",
+                        help="also time N forward+backward passes (all modalities present) with each saving "
+                             "for the multi-encoder trainers (twice, alternating, after a warm-up each)")
+    parser.add_argument("--checkpoint-rows", type=int, default=None,
+                        help="decoder rows per recomputed chunk (the network's checkpoint_rows)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.dataset_json is None:
+        beside = args.plans.parent / "dataset.json"
+        args.dataset_json = beside if beside.is_file() else DEFAULT_DATASET
+    if args.patch is None and args.plans == DEFAULT_PLANS:
+        args.patch = [64, 64, 64]
+    if args.only and "nnUNetTrainer" not in args.only:
+        args.only = ["nnUNetTrainer"] + args.only
+    result = measure(args)
+    print(markdown(result))
+    text = json.dumps(result, indent=1)
+    if args.json:
+        args.json.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
