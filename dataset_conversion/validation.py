@@ -3,7 +3,6 @@ grid for all modalities and the label, known label values. Returns which modalit
 are really there (file present and not all zero)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
 
@@ -14,15 +13,7 @@ from dataset_conversion.errors import ConversionError, check_complete
 from dataset_conversion.labels import brats_to_nnunet
 from dataset_conversion.layouts import BratsLayout
 from dataset_conversion.sources import SourceCase
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Voxel grid of an image as SimpleITK reports it (x, y, z order)."""
-    size: Tuple[int, ...]
-    spacing: Tuple[float, ...]
-    origin: Tuple[float, ...]
-    direction: Tuple[float, ...]
+from nnunet_prism.evaluation.geometry import Geometry
 
 
 def read_geometry(path: Path, case_id: str) -> Geometry:
