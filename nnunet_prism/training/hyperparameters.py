@@ -15,6 +15,12 @@
   (``--c``) are kept in its ``history``. Resuming with other values than the checkpoint's run is
   refused unless ``nnUNet_prism_allow_changed_hparams=1`` (``nnunet_prism train --allow-changed-hp``).
 
+* Presets: a trainer that declares the ``preset`` hyperparameter (``PRESET``) and a class
+  attribute ``PRESETS = {preset: {name: value}}`` gets, for every switch the user did not set
+  (neither top-level nor in its section), the value of the chosen preset instead of the default;
+  an explicit value always wins. The trainer's attributes and ``hyperparameters.json`` hold the
+  values in force, the preset's included, next to ``preset`` itself, so the record says what ran.
+
 The README's hyperparameter table is generated from the schema (``markdown_table``).
 """
 from __future__ import annotations
@@ -138,6 +144,32 @@ def collect_schema(cls) -> Dict[str, Hyperparameter]:
     return schema
 
 
+#: The ``preset`` hyperparameter of the trainers that reproduce an official code base on request.
+PRESET = Hyperparameter("choice", "paper", "`official`: every official-code behaviour at once (the switches marked "
+                                           "'preset official' take that value unless set explicitly; README, "
+                                           "'Paper vs official code')", choices=("paper", "official"))
+
+
+def collect_presets(cls) -> Dict[str, Dict[str, Any]]:
+    """{preset: {name: value}} merged along the MRO (base classes first), each value checked
+    against the schema."""
+    schema = collect_schema(cls)
+    presets: Dict[str, Dict[str, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        for preset, values in klass.__dict__.get("PRESETS", {}).items():
+            for name, value in values.items():
+                if name not in schema:
+                    raise AssertionError(f"{klass.__name__}.PRESETS[{preset!r}]: unknown hyperparameter {name!r}")
+                presets.setdefault(preset, {})[name] = schema[name].validate(name, value)
+    return presets
+
+
+def preset_values(cls, values: Mapping[str, Any], explicit) -> Dict[str, Any]:
+    """{name: value} that ``values['preset']`` sets on ``cls`` for the switches not in ``explicit``."""
+    chosen = collect_presets(cls).get(values.get("preset"), {})
+    return {name: value for name, value in chosen.items() if name not in explicit}
+
+
 def collect_defaults(cls) -> Dict[str, Any]:
     """{name: default} of trainer class ``cls``."""
     return {name: spec.default for name, spec in collect_schema(cls).items()}
@@ -194,6 +226,7 @@ def resolve(cls, overrides: Mapping[str, Any], known_trainers: Optional[Sequence
     values = {name: spec.default for name, spec in schema.items()}
     for name, value in merged.items():
         values[name] = schema[name].validate(name, value)
+    values.update(preset_values(cls, values, merged))  # a preset fills only what the user left unset
     return values
 
 
@@ -338,6 +371,9 @@ def markdown_table(classes: Sequence[type]) -> str:
                 if default != spec.default:
                     others.setdefault(_format(default), []).append(_short(c.__name__))
             default = _format(spec.default) + "".join(f"; {v} in {', '.join(cs)}" for v, cs in others.items())
+            by_preset = {(preset, _format(values[name])) for c in having
+                         for preset, values in collect_presets(c).items() if name in values}
+            default += "".join(f"; preset {preset}: {v}" for preset, v in sorted(by_preset))
             rows.append(f"| {who} | `{name}` | {default} | {spec.describe_type()} | {spec.meaning} |")
     header = "| trainer | name | default | allowed | meaning (source) |\n|---|---|---|---|---|\n"
     return header + "\n".join(rows) + "\n"
