@@ -41,16 +41,43 @@ def deep_supervision_weights(num_levels: int,
     return [w / total for w in weights]
 
 
+def official_level_weights(num_levels: int) -> List[float]:
+    """The official PASSION code's pixel-KL weights per deep-supervision level, not normalised.
+
+    The official decoder (RFNet-style) has a full-resolution output (weight 1) and four auxiliary
+    outputs at scales 1, 1/2, 1/4, 1/8 (weights 1/2, 1/4, 1/8, 1/16, each upsampled to full
+    resolution before its KL). Our decoder has one output per scale, so level 0 (scale 1) takes
+    1 + 1/2, levels 1-3 take 1/4, 1/8, 1/16, and coarser levels (the official decoder has none) 0.
+    """
+    weights = [1.5, 0.25, 0.125, 0.0625]
+    return (weights + [0.0] * num_levels)[:num_levels]
+
+
+def upsample_probabilities(probabilities: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(N, C, *s) probabilities -> (N, C, *size), linearly interpolated with ``align_corners=True``
+    (the official PASSION code's ``nn.Upsample(mode='trilinear', align_corners=True)``, applied to
+    probabilities, not logits; interpolation keeps them summing to 1)."""
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[probabilities.ndim - 2]
+    return F.interpolate(probabilities, size=tuple(size), mode=mode, align_corners=True)
+
+
 def full_precision(tensor: torch.Tensor):
     """Context that switches autocast off on the tensor's device, so the losses are computed in
     float32 even inside the trainer's mixed-precision region."""
     return torch.autocast(device_type=tensor.device.type, enabled=False)
 
 
-def _outcomes(logits: torch.Tensor, region_based: bool, prob_floor: Optional[float]):
+def _outcomes(logits: torch.Tensor, region_based: bool, prob_floor: Optional[float],
+              size: Optional[Sequence[int]] = None):
     """[(p, log p), ...] of the outcomes at every voxel, float32: one pair (softmax over dim 1)
-    or, region-based, two pairs (p and 1 - p of the per-channel sigmoid)."""
+    or, region-based, two pairs (p and 1 - p of the per-channel sigmoid). With ``size`` (another
+    spatial size than the logits'), the probabilities are upsampled to it first (official PASSION
+    code) and clamped at ``prob_floor`` (or at the smallest float, so that log stays finite)."""
     logits = logits.float()
+    if size is not None and tuple(size) != tuple(logits.shape[2:]):
+        p = upsample_probabilities(torch.sigmoid(logits) if region_based else F.softmax(logits, dim=1), size)
+        floor = prob_floor if prob_floor is not None else torch.finfo(torch.float32).tiny
+        return [(q.clamp(floor, 1.0), torch.log(q.clamp(floor, 1.0))) for q in ([p, 1 - p] if region_based else [p])]
     if region_based:
         pairs = [(torch.sigmoid(logits), F.logsigmoid(logits)),
                  (torch.sigmoid(-logits), F.logsigmoid(-logits))]
@@ -63,10 +90,11 @@ def _outcomes(logits: torch.Tensor, region_based: bool, prob_floor: Optional[flo
 
 def kl_divergence_map(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
                       temperature: float = DEFAULT_TEMPERATURE, region_based: bool = False,
-                      prob_floor: Optional[float] = None) -> torch.Tensor:
+                      prob_floor: Optional[float] = None, size: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Per-voxel, per-channel temperature-scaled KL(teacher || student), no reduction.
 
-    Shapes: teacher_logits and student_logits (N, C, *spatial) -> (N, C, *spatial), float32.
+    Shapes: teacher_logits and student_logits (N, C, *spatial) -> (N, C, *spatial), float32, or
+    (N, C, *size) with ``size``: both probabilities upsampled to it before the KL (official code).
     Formula: T^2 * p_t,c * (log p_t,c - log p_s,c) with p = softmax(z / T) over C (summing the
     result over C gives the categorical KL), or, region-based, per channel the Bernoulli KL
     T^2 * [p_t (log p_t - log p_s) + (1 - p_t)(log(1 - p_t) - log(1 - p_s))] with p = sigmoid(z / T).
@@ -85,8 +113,8 @@ def kl_divergence_map(teacher_logits: torch.Tensor, student_logits: torch.Tensor
     t = float(temperature)
     if t <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    teacher = _outcomes(teacher_logits / t, region_based, prob_floor)
-    student = _outcomes(student_logits / t, region_based, prob_floor)
+    teacher = _outcomes(teacher_logits / t, region_based, prob_floor, size)
+    student = _outcomes(student_logits / t, region_based, prob_floor, size)
     kl = sum(p_t * (log_t - log_s) for (p_t, log_t), (_, log_s) in zip(teacher, student))
     return (t * t) * kl
 
@@ -115,7 +143,8 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
                             prob_floor: Optional[float] = None,
                             class_reduction: str = "mean",
                             return_per_sample: bool = False,
-                            pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                            pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                            upsample: bool = False
                             ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """Pixel-wise self-distillation L_pixel^m of every modality, deep-supervised.
 
@@ -137,6 +166,9 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
     - Absent modality (mask False): not computed at all, value exactly 0 and no gradient.
       per_modality[m] = mean of per_sample[:, m] over the samples where m is present
       (0 if m is absent from the whole batch).
+    - upsample=True (official PASSION code): every level's teacher and student probabilities
+      are upsampled to the full resolution (:func:`upsample_probabilities`) before the KL, and
+      ds_weights are used as given (None: :func:`official_level_weights`), not normalised.
     See :func:`kl_divergence_map` for the KL direction and the optional official clamp.
     """
     teachers = as_level_list(teacher_logits)
@@ -151,7 +183,11 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
     if dense and tuple(students[0].shape[:2]) != (batch, num_modalities):
         raise ValueError(f"modality mask {tuple(mask.shape)} does not match student logits "
                          f"(batch {students[0].shape[0]}, {students[0].shape[1]} modalities)")
-    weights = deep_supervision_weights(len(teachers), ds_weights)
+    if upsample:
+        weights = official_level_weights(len(teachers)) if ds_weights is None else [float(w) for w in ds_weights]
+        size = teachers[0].shape[2:]
+    else:
+        weights, size = deep_supervision_weights(len(teachers), ds_weights), None
     b_idx, m_idx = present_pairs(mask, pairs)
     values = students[0].new_zeros(b_idx.shape[0], dtype=torch.float32)
     for w, teacher, student in zip(weights, teachers, students):
@@ -162,7 +198,7 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
             raise ValueError(f"student logits {tuple(student.shape)} (one row per present pair) must be "
                              f"(P, *teacher.shape[1:]) for teacher logits {tuple(teacher.shape)}")
         with full_precision(student):
-            kl = kl_divergence_map(teacher.detach()[b_idx], student, temperature, region_based, prob_floor)
+            kl = kl_divergence_map(teacher.detach()[b_idx], student, temperature, region_based, prob_floor, size)
         kl = kl.flatten(2)  # (P, C, V)
         per_pair = kl.sum(1).mean(1) if class_reduction == "sum" else kl.mean((1, 2))
         values = values + w * per_pair

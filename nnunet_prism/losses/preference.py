@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -29,6 +29,8 @@ OFFICIAL_BETA_BOUNDS = (0.1, 4.0)
 OFFICIAL_BETA_NORM = 2.0
 
 RULES = ("paper", "official")
+RP_STATISTICS = ("mean_rp", "pooled_gap")
+SCOPES = ("sample", "batch")
 
 
 def relative_preference(gap: torch.Tensor, modality_mask: torch.Tensor,
@@ -63,6 +65,41 @@ def preference_mask(rp: torch.Tensor, rp_valid: torch.Tensor) -> torch.Tensor:
     return ((rp < 0) & rp_valid.to(torch.bool)).float()
 
 
+def batch_preference_gate(rp: torch.Tensor, rp_valid: torch.Tensor,
+                          batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+    """(M,) float32: 1 where the batch sum of RP is negative (official PASSION code's ``rp_mask``).
+
+    The official code sums RP-like terms d/a - 1 = -RP over the batch and gates with
+    ``rp_iter > 0``; that is 1[sum_n RP_n^m < 0] over the samples where RP is defined.
+    batch_sum (DDP: the sum over ranks) makes the batch that of all ranks.
+    """
+    total = torch.where(rp_valid.to(torch.bool), rp, torch.zeros_like(rp)).sum(0)
+    return ((total if batch_sum is None else batch_sum(total)) < 0).float()
+
+
+def pooled_relative_preference(epoch_gap: torch.Tensor) -> torch.Tensor:
+    """(M,) RP of the epoch from pooled gaps d (M,): 1 - d^m / mean_m' d^m' (official PASSION
+    code, ``rp_epoch = (avg - d) / avg`` with the mean over ALL modalities); 0 when every d is 0."""
+    d = torch.as_tensor(epoch_gap, dtype=torch.float64)
+    mean = d.mean()
+    return (mean - d) / mean if bool(mean > 0) else torch.zeros_like(d)
+
+
+def unimodal_weights(modality_mask: torch.Tensor, coefficients: torch.Tensor,
+                     gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(M,) weights of the unimodal segmentation losses l^m (each a mean over the samples with m)
+    that give the official PASSION code's ``sum_m gate^m * beta^m * modal_weight^m * sum_n l_n^m``.
+
+    weight^m = gate^m * E^m * (samples with m) / B, E^m = 1/(1-FR^m) * beta^m (the official code's
+    modal_weight = iter_per_epoch / modal_num equals B^-1 / (1-FR^m) when an epoch is one pass).
+    gate: the batch preference gate (M,) (None: no gate, the official warm-up).
+    """
+    mask = modality_mask.to(torch.bool)
+    share = mask.float().sum(0) / mask.shape[0]
+    weights = coefficients.detach().to(device=share.device, dtype=share.dtype) * share
+    return weights if gate is None else weights * gate.to(weights)
+
+
 def initial_coefficients(missing_rates: Sequence[float]) -> torch.Tensor:
     """E^m_0 = 1 / (1 - FR^m), (M,) float64; FR^m in [0, 1) (every modality seen at least once)."""
     fr = torch.as_tensor(missing_rates, dtype=torch.float64).flatten()
@@ -84,19 +121,33 @@ class PreferenceState:
     rule="official": E^m = 1/(1-FR^m) * beta^m with beta_0 = 1 and
     beta <- clamp(beta - gamma * mean RP, 0.1, 4), then beta <- beta_norm * beta / ||beta||_2
     (official PASSION code; beta_norm defaults to sqrt(M), which is its 2 for M = 4 and keeps
-    the all-ones start fixed for other M). Both rules use the method text's mean RP (mean of
-    per-sample RP); the official code derives it from epoch-mean D and also grows its step
-    x1.5 every 100 epochs, which we do not reproduce.
+    the all-ones start fixed for other M).
+    The epoch's RP: rp_statistic="mean_rp" (default) is the mean of the per-sample RP (method
+    text); "pooled_gap" is the official code's 1 - d^m / mean_m' d^m' of the epoch's pooled
+    knowledge gaps d^m = sum of D over the samples with m / number of training cases with m
+    (:func:`pooled_relative_preference`; ``gap_sum`` accumulates the sums).
+    Official schedule (``end_epoch(epoch=...)``): before ``start_epoch`` (the official warm-up
+    ``region_fusion_start_epoch``) E does not move; from it on, gamma is multiplied by
+    ``gamma_growth`` at every epoch that is a multiple of 100 (epoch 0 included; official 1.5)
+    before the update. Defaults (0, 1.0) change nothing.
     DDP: ``accumulators()`` gives the (2, M) tensor [rp_sum; rp_count] to all-reduce (SUM)
-    and ``set_accumulators`` loads the result, before ``end_epoch``.
+    and ``set_accumulators`` loads the result, before ``end_epoch``; ``gap_sum`` (M,) is
+    summed the same way.
     """
 
     def __init__(self, missing_rates: Sequence[float], rule: str = "paper",
                  gamma: float = DEFAULT_GAMMA, e_min: Optional[float] = 0.0,
                  beta_bounds: Tuple[float, float] = OFFICIAL_BETA_BOUNDS,
-                 beta_norm: Optional[float] = None):
+                 beta_norm: Optional[float] = None, rp_statistic: str = "mean_rp",
+                 gamma_growth: float = 1.0, start_epoch: int = 0):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        if rp_statistic not in RP_STATISTICS:
+            raise ValueError(f"rp_statistic must be one of {RP_STATISTICS}, got {rp_statistic!r}")
+        self.rp_statistic = rp_statistic
+        self.gamma_growth = float(gamma_growth)
+        self.start_epoch = int(start_epoch)
+        self.gamma_scale = 1.0
         self.rule = rule
         self.gamma = float(gamma)
         self.e_min = None if e_min is None else float(e_min)
@@ -108,6 +159,7 @@ class PreferenceState:
         self.E = self.fixed.clone()
         self.rp_sum = torch.zeros(m, dtype=torch.float64)
         self.rp_count = torch.zeros(m, dtype=torch.float64)
+        self.gap_sum = torch.zeros(m, dtype=torch.float64)
         self.epochs = 0
 
     @property
@@ -118,8 +170,9 @@ class PreferenceState:
         """E (M,) as a tensor for the loss (a copy; no gradient)."""
         return self.E.to(device=device, dtype=dtype)
 
-    def update_batch(self, rp: torch.Tensor, valid: torch.Tensor) -> None:
-        """Add one batch: rp (B, M) and valid (B, M) bool from :func:`relative_preference`."""
+    def update_batch(self, rp: torch.Tensor, valid: torch.Tensor, gap: Optional[torch.Tensor] = None) -> None:
+        """Add one batch: rp (B, M) and valid (B, M) bool from :func:`relative_preference`, and
+        the knowledge gaps D (B, M) for the pooled statistic."""
         rp = rp.detach().to(device="cpu", dtype=torch.float64)
         valid = valid.detach().to(device="cpu", dtype=torch.bool)
         if rp.shape != valid.shape or rp.shape[-1] != self.num_modalities:
@@ -127,6 +180,19 @@ class PreferenceState:
                              f"(B, {self.num_modalities})")
         self.rp_sum += torch.where(valid, rp, torch.zeros_like(rp)).sum(0)
         self.rp_count += valid.sum(0).to(torch.float64)
+        if gap is not None:
+            gap = gap.detach().to(device="cpu", dtype=torch.float64)
+            self.gap_sum += torch.where(valid, gap, torch.zeros_like(gap)).sum(0)
+
+    def epoch_gap(self) -> torch.Tensor:
+        """(M,) pooled gaps of the epoch: gap_sum / (1 - FR^m), which is the official code's
+        ``epoch_dist_m`` (gap sums over the number of training cases with m) times the number of
+        training cases (a common factor, which RP does not see)."""
+        return self.gap_sum * self.fixed
+
+    def epoch_rp(self) -> torch.Tensor:
+        """(M,) the epoch's RP by ``rp_statistic``: mean per-sample RP, or the pooled-gap RP."""
+        return self.mean_rp() if self.rp_statistic == "mean_rp" else pooled_relative_preference(self.epoch_gap())
 
     def mean_rp(self) -> torch.Tensor:
         """mean RP^m = rp_sum / rp_count over the epoch so far, (M,); 0 where nothing was counted."""
@@ -145,13 +211,24 @@ class PreferenceState:
                              f"got {tuple(reduced.shape)}")
         self.rp_sum, self.rp_count = reduced[0].clone(), reduced[1].clone()
 
-    def end_epoch(self, gamma: Optional[float] = None) -> torch.Tensor:
-        """Update E from this epoch's mean RP, reset the sums, return that mean RP (M,).
+    def end_epoch(self, gamma: Optional[float] = None, epoch: Optional[int] = None) -> torch.Tensor:
+        """Update E from this epoch's RP (``epoch_rp``), reset the sums, return that RP (M,).
 
         A modality never counted this epoch has mean RP 0 and keeps its E (paper rule).
+        ``epoch`` (the epoch that ends; default: epochs ended so far) drives the official
+        schedule: no update before ``start_epoch``, gamma grown at multiples of 100.
         """
-        gamma = self.gamma if gamma is None else float(gamma)
-        mean_rp = self.mean_rp()
+        epoch = self.epochs if epoch is None else int(epoch)
+        mean_rp = self.epoch_rp()
+        self.rp_sum = torch.zeros_like(self.rp_sum)
+        self.rp_count = torch.zeros_like(self.rp_count)
+        self.gap_sum = torch.zeros_like(self.gap_sum)
+        self.epochs += 1
+        if epoch < self.start_epoch:
+            return mean_rp
+        if epoch % 100 == 0:
+            self.gamma_scale *= self.gamma_growth
+        gamma = (self.gamma if gamma is None else float(gamma)) * self.gamma_scale
         if self.rule == "paper":
             self.E = self.E - gamma * mean_rp
             if self.e_min is not None:
@@ -160,9 +237,6 @@ class PreferenceState:
             beta = (self.beta - gamma * mean_rp).clamp(*self.beta_bounds)
             self.beta = self.beta_norm * beta / beta.norm()
             self.E = self.fixed * self.beta
-        self.rp_sum = torch.zeros_like(self.rp_sum)
-        self.rp_count = torch.zeros_like(self.rp_count)
-        self.epochs += 1
         return mean_rp
 
     def state_dict(self) -> dict:
@@ -170,7 +244,8 @@ class PreferenceState:
                 "beta_bounds": self.beta_bounds, "beta_norm": self.beta_norm,
                 "fixed": self.fixed.clone(), "beta": self.beta.clone(), "E": self.E.clone(),
                 "rp_sum": self.rp_sum.clone(), "rp_count": self.rp_count.clone(),
-                "epochs": self.epochs}
+                "epochs": self.epochs, "rp_statistic": self.rp_statistic, "gamma_growth": self.gamma_growth,
+                "start_epoch": self.start_epoch, "gamma_scale": self.gamma_scale, "gap_sum": self.gap_sum.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         fixed = torch.as_tensor(state["fixed"], dtype=torch.float64)
@@ -186,6 +261,13 @@ class PreferenceState:
         for key in ("beta", "E", "rp_sum", "rp_count"):
             setattr(self, key, torch.as_tensor(state[key], dtype=torch.float64).clone())
         self.epochs = int(state["epochs"])
+        # keys added with the official schedule; checkpoints written before have their neutral values
+        self.rp_statistic = state.get("rp_statistic", "mean_rp")
+        self.gamma_growth = float(state.get("gamma_growth", 1.0))
+        self.start_epoch = int(state.get("start_epoch", 0))
+        self.gamma_scale = float(state.get("gamma_scale", 1.0))
+        self.gap_sum = torch.as_tensor(state.get("gap_sum", torch.zeros(self.num_modalities)),
+                                       dtype=torch.float64).clone()
 
 
 def prism_distillation_loss(teacher_logits: Logits, student_logits: Logits,
@@ -198,6 +280,9 @@ def prism_distillation_loss(teacher_logits: Logits, student_logits: Logits,
                             lambda_pixel: float = DEFAULT_LAMBDA_PIXEL,
                             lambda_proto: float = DEFAULT_LAMBDA_PROTO,
                             pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                            omega_scope: str = "sample",
+                            proto_coefficients: Optional[torch.Tensor] = None,
+                            batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
                             **kwargs) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """The PRISM distillation objective (added to the segmentation loss by the trainer).
 
@@ -210,31 +295,58 @@ def prism_distillation_loss(teacher_logits: Logits, student_logits: Logits,
     (PASSION, ACM MM 2024, overall objective).
     Reduction: per-sample sum over present modalities, mean over the batch (equals the official
     code at its batch size 1; E^m = 1/(1-FR^m) then exactly offsets how often m is present).
-    kwargs go to :func:`prototype_distillation` (num_classes, include_background, ...) and
-    ``prob_floor``/``class_reduction`` to :func:`pixel_distillation_loss`.
+    kwargs go to :func:`prototype_distillation` (num_classes, include_background, class_scope,
+    ...) and ``prob_floor``/``class_reduction``/``upsample`` to :func:`pixel_distillation_loss`;
+    ``omega_scope`` and ``proto_coefficients`` to :func:`combine_distillation`. ``batch_sum``
+    (DDP: a sum over ranks) is used for the batch-level statistics (batch classes, batch gate).
     Returns total (scalar) and detached stats: 'pixel' and 'proto' (M,) means over the samples
-    with m present / valid, 'gap', 'rp', 'rp_valid', 'omega' (B, M), 'mean_rp' (M,) batch mean
-    (feed 'rp' and 'rp_valid' to ``PreferenceState.update_batch``).
+    with m present / valid, 'gap', 'rp', 'rp_valid', 'omega' (B, M), 'mean_rp' (M,) batch mean,
+    'gate' (M,) the batch preference gate (feed 'rp', 'rp_valid' and 'gap' to
+    ``PreferenceState.update_batch``).
     """
-    pixel_kwargs = {k: kwargs.pop(k) for k in ("prob_floor", "class_reduction") if k in kwargs}
+    pixel_kwargs = {k: kwargs.pop(k) for k in ("prob_floor", "class_reduction", "upsample") if k in kwargs}
     mask = modality_mask.to(dtype=torch.bool)
     _, pixel = pixel_distillation_loss(teacher_logits, student_logits, mask, ds_weights,
                                        temperature, region_based, return_per_sample=True,
                                        pairs=pairs, **pixel_kwargs)
     proto = prototype_distillation(teacher_features, student_features, target, mask,
-                                   region_based, pairs=pairs, **kwargs)
-    mask = mask.to(pixel.device)
-    rp, rp_valid = relative_preference(proto.gap, mask, proto.valid)
-    omega = preference_mask(rp, rp_valid)
+                                   region_based, pairs=pairs, batch_sum=batch_sum, **kwargs)
+    return combine_distillation(pixel, proto.loss, proto.gap, proto.valid, mask.to(pixel.device), coefficients,
+                                lambda_pixel, lambda_proto, omega_scope, proto_coefficients, batch_sum)
+
+
+def combine_distillation(pixel: torch.Tensor, proto_loss: torch.Tensor, gap: torch.Tensor,
+                         proto_valid: torch.Tensor, modality_mask: torch.Tensor, coefficients: torch.Tensor,
+                         lambda_pixel: float = DEFAULT_LAMBDA_PIXEL, lambda_proto: float = DEFAULT_LAMBDA_PROTO,
+                         omega_scope: str = "sample", proto_coefficients: Optional[torch.Tensor] = None,
+                         batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                         ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """The per-sample terms (B, M) (L_pixel, L_proto, D and where L_proto is defined) combined
+    into the objective and the stats of :func:`prism_distillation_loss`.
+
+    total = 1/B sum_n sum_m (lambda1 E^m L_pixel^{n,m} + lambda2 P^m omega_n^m L_proto^{n,m}),
+    P^m = ``proto_coefficients`` (None: 1; the official code weights the semantic loss by the
+    modality's data weight 1/(1-FR^m)).
+    omega_scope="sample": omega_n^m = 1[RP_n^m < 0] (the method text); "batch" (official code):
+    omega_n^m = 1[sum_n RP_n^m < 0] for every sample of the batch (:func:`batch_preference_gate`).
+    """
+    if omega_scope not in SCOPES:
+        raise ValueError(f"omega_scope must be one of {SCOPES}, got {omega_scope!r}")
+    mask = modality_mask.to(device=pixel.device, dtype=torch.bool)
+    rp, rp_valid = relative_preference(gap, mask, proto_valid)
+    gate = batch_preference_gate(rp, rp_valid, batch_sum)
+    omega = preference_mask(rp, rp_valid) if omega_scope == "sample" else gate.view(1, -1) * proto_valid.float()
     e = coefficients.detach().to(device=pixel.device, dtype=pixel.dtype).view(1, -1)
-    per_sample = lambda_pixel * e * pixel + lambda_proto * omega * proto.loss  # 0 where absent
+    semantic = proto_loss if proto_coefficients is None else \
+        proto_coefficients.detach().to(device=pixel.device, dtype=pixel.dtype).view(1, -1) * proto_loss
+    per_sample = lambda_pixel * e * pixel + lambda_proto * omega * semantic  # 0 where absent
     total = per_sample.sum(1).mean()
 
     def mean_over(values, where):
         where = where.to(values.dtype)
         return (values.detach() * where).sum(0) / where.sum(0).clamp(min=1)
 
-    stats = {"pixel": mean_over(pixel, mask), "proto": mean_over(proto.loss, proto.valid),
-             "gap": proto.gap, "rp": rp, "rp_valid": rp_valid, "omega": omega,
-             "mean_rp": mean_over(rp, rp_valid)}
+    stats = {"pixel": mean_over(pixel, mask), "proto": mean_over(proto_loss, proto_valid),
+             "gap": gap, "rp": rp, "rp_valid": rp_valid, "omega": omega,
+             "mean_rp": mean_over(rp, rp_valid), "gate": gate}
     return total, stats

@@ -14,7 +14,7 @@ student's similarity maps are pulled towards the teacher's:
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +87,9 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
                            num_classes: Optional[int] = None, include_background: bool = True,
                            ignore_label: Optional[int] = None,
                            eps: float = 1e-8,
-                           pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> PrototypeDistillation:
+                           pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                           class_scope: str = "sample",
+                           batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> PrototypeDistillation:
     """Semantic self-distillation L_proto and knowledge gap D per sample and modality.
 
     Shapes: teacher_features (B, F, *spatial) (fused branch, highest-resolution decoder
@@ -104,6 +106,10 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
     - Classes: per sample, only classes/regions with at least one voxel (the official code
       needs a class in every sample of the batch; per sample loses nothing). Label-based
       includes background by default (method text: all k in [K]; official code likewise).
+    - ``class_scope="batch"`` (official PASSION code): only the classes/regions present in EVERY
+      sample of the batch, for every sample (a class absent from one sample is dropped for all);
+      a sample is then valid when that set is not empty (background alone counts). ``batch_sum``
+      (DDP: the sum over ranks) makes "the batch" the batch of all ranks.
     - A sample without any foreground class/region gives loss 0, D 0 and valid False, so RP
       ignores it; an absent modality likewise, and it is not computed (no gradient).
     - The teacher side is detached; D is returned detached. Computed in float32 (autocast off).
@@ -123,19 +129,28 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
         raise ValueError(f"target of spatial size {tuple(masks.shape[2:])} (batch {masks.shape[0]}) "
                          f"does not match decoder features {tuple(spatial)} (batch {batch}); "
                          "pass the full-resolution target and the highest-resolution features")
+    if class_scope not in ("sample", "batch"):
+        raise ValueError(f"class_scope must be 'sample' or 'batch', got {class_scope!r}")
     b_idx, m_idx = present_pairs(mask, pairs)
     with full_precision(student_features):
         return _prototype_terms(teacher_features, student_rows(student_features, b_idx, m_idx, dense),
-                                b_idx, m_idx, masks, foreground, mask, eps)
+                                b_idx, m_idx, masks, foreground, mask, eps,
+                                (batch_sum or (lambda t: t)) if class_scope == "batch" else None)
 
 
-def _prototype_terms(teacher_features, student_features, b_idx, m_idx, masks, foreground, mask, eps):
+def _prototype_terms(teacher_features, student_features, b_idx, m_idx, masks, foreground, mask, eps,
+                     batch_sum=None):
     """The body of :func:`prototype_distillation` after validation, in float32; student_features
     (P, F, *spatial) are the rows of the pairs (b_idx, m_idx)."""
     batch, num_modalities = mask.shape
     masks = masks.flatten(2).to(device=student_features.device, dtype=torch.float32)  # (B, K, V)
     present = masks.sum(-1) > 0                                                        # (B, K)
-    has_foreground = (present & foreground.to(present.device)).any(1)                  # (B,)
+    if batch_sum is not None:  # official: the classes of every sample (of every rank), for all samples
+        counts = batch_sum(torch.cat([present.float().sum(0), present.new_full((1,), batch, dtype=torch.float32)]))
+        present = (counts[:-1] == counts[-1]).unsqueeze(0).expand_as(present)
+        has_foreground = present.any(1)
+    else:
+        has_foreground = (present & foreground.to(present.device)).any(1)              # (B,)
     teacher_maps = _similarity_maps(teacher_features.detach().float().flatten(2), masks, eps)
 
     keep = has_foreground[b_idx]

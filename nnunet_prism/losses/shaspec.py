@@ -41,14 +41,34 @@ def domain_classification_loss(domain_logits: torch.Tensor, modality_mask: torch
     return loss, correct.detach(), count
 
 
-def distribution_alignment_loss(shared: torch.Tensor, modality_mask: torch.Tensor) -> torch.Tensor:
+DAO_PAIRS = ("present_mean", "cyclic_sum")
+
+
+def cyclic_pairs(num_modalities: int):
+    """[(0, 1), (1, 2), ..., (M-1, 0)]: the official ShaSpec code's DAO pairs for M = 4; M = 2
+    gives the one pair (0, 1), M = 1 none."""
+    if num_modalities < 3:
+        return [(0, 1)] if num_modalities == 2 else []
+    return [(m, (m + 1) % num_modalities) for m in range(num_modalities)]
+
+
+def distribution_alignment_loss(shared: torch.Tensor, modality_mask: torch.Tensor,
+                                pairs: str = "present_mean") -> torch.Tensor:
     """DAO: mean over samples and unordered pairs i < j of present modalities of mean|s_i - s_j|.
 
     shared: (B, M, C, *spatial) shared features; modality_mask: (B, M) bool -> 0-d loss (0, still in
     the graph, when no sample has two present modalities). Choice: all present pairs, averaged, so
     the scale does not grow with the number of present modalities; the official code sums the four
     cyclic pairs (0-1, 1-2, 2-3, 3-0) of all modalities, present or not.
+    pairs="cyclic_sum" (official ShaSpec code): sum over the cyclic pairs (i, j) of
+    mean_{samples, elements} |s_i - s_j| over all samples and modalities, the mask ignored (an
+    absent modality's shared feature is the encoder's response to its zeroed image, as there).
     """
+    if pairs == "cyclic_sum":
+        terms = [(shared[:, i].float() - shared[:, j].float()).abs().mean() for i, j in cyclic_pairs(shared.shape[1])]
+        return torch.stack(terms).sum() if terms else shared.sum() * 0.0
+    if pairs != "present_mean":
+        raise ValueError(f"DAO pairs must be one of {DAO_PAIRS}, got {pairs!r}")
     present = modality_mask.bool()
     modalities = present.shape[1]
     total = shared.new_zeros((), dtype=torch.float32)

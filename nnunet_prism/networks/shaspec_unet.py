@@ -16,7 +16,8 @@ official code then reduces them with a 1x1 conv); a missing modality's skip is g
 same mean rule as its bottleneck feature. The official code instead feeds the encoder's response
 to the zeroed image, which makes the output depend on what an absent channel contains.
 Choice (fill): the mean of present shared features (paper), not the official code's first
-present modality (docs/design.md, "Paper vs official code").
+present modality (docs/design.md, "Paper vs official code"); the ``fill_from_first`` buffer
+(ShaSpec's ``missing_fill="first"``, saved with the weights) selects the official rule.
 """
 from __future__ import annotations
 
@@ -43,17 +44,24 @@ def default_shaspec_width(num_modalities: int) -> float:
 
 
 def generate_missing(features: torch.Tensor, modality_mask: torch.Tensor,
-                     shared: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     shared: Optional[torch.Tensor] = None, first: bool = False) -> torch.Tensor:
     """Paper Eq. 4 (several missing): absent entries replaced by the mean of the present modalities'
-    shared features ``shared`` (default: ``features`` themselves).
+    shared features ``shared`` (default: ``features`` themselves); ``first=True`` (official code):
+    by the shared feature of the sample's first present modality (channel order) instead.
 
     features, shared: (M, B, C, *spatial), modality-major; modality_mask: (B, M) bool -> same shape
     as ``features``. Absent entries are selected away (torch.where), so their values never leak.
+    A sample with no present modality gets the mean rule's value in both cases.
     """
     source = features if shared is None else shared
-    mean = masked_mean(source.unbind(0), modality_mask)  # (B, C, *spatial)
+    fill = masked_mean(source.unbind(0), modality_mask)  # (B, C, *spatial)
+    if first:
+        rows = torch.arange(modality_mask.shape[0], device=source.device)
+        first_present = source[modality_mask.int().argmax(dim=1), rows]
+        some = modality_mask.any(dim=1).reshape(-1, *([1] * (fill.ndim - 1)))
+        fill = torch.where(some, first_present, fill)
     present = modality_mask.t().reshape(*modality_mask.t().shape, *([1] * (features.ndim - 2)))
-    return torch.where(present, features, mean.unsqueeze(0))
+    return torch.where(present, features, fill.unsqueeze(0))
 
 
 @dataclass
@@ -108,6 +116,13 @@ class ShaSpecUNet(nn.Module):
         self.decoder = build_decoder(arch, decoder_interface(self.shared_encoder, decoder_widths), num_classes,
                                      deep_supervision)
         self.register_buffer("allowed_modalities", torch.ones(num_modalities, dtype=torch.bool))
+        # official ShaSpec code's fill (first present modality) instead of the mean; saved with the weights
+        self.register_buffer("fill_from_first", torch.zeros((), dtype=torch.bool))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Weights saved before ``fill_from_first`` existed load with the mean rule."""
+        state_dict.setdefault(prefix + "fill_from_first", torch.zeros((), dtype=torch.bool))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- pieces ---------------------------------------------------------------------------------
     def resolve_mask(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -137,8 +152,10 @@ class ShaSpecUNet(nn.Module):
         """Decoder output for a mask (N, M): shared skips (M, N, C_s, *sp_s) and composed bottleneck
         features (M, N, C, *sp) of all modalities, concatenated; an absent modality's entries are
         the mean of the present modalities' shared features at that scale (Eq. 4)."""
+        first = bool(self.fill_from_first)
+
         def concat(features, source=None):  # (M, N, C, *sp) -> (N, M*C, *sp), modality-major channels
-            return generate_missing(features, mask, source).transpose(0, 1).flatten(1, 2)
+            return generate_missing(features, mask, source, first).transpose(0, 1).flatten(1, 2)
 
         skips = [project(concat(s)) for project, s in zip(self.skip_projections, shared[:-1])]
         logits, _ = decode_with_features(self.decoder, skips + [concat(composed, shared[-1])])

@@ -16,6 +16,16 @@ def all_reduce_sum(tensor: torch.Tensor, device) -> torch.Tensor:
     return reduced.cpu()
 
 
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached copy of ``tensor`` summed over all ranks, on its own device (the batch-level
+    statistics of PRISM's official preset: the batch is that of all ranks); a copy alone."""
+    reduced = tensor.detach().clone()
+    if is_distributed():
+        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return reduced
+
+
 def reduce_preference_state(state, device) -> None:
-    """Make every rank's PRISM epoch sums (rp_sum, rp_count) the global ones before end_epoch."""
+    """Make every rank's PRISM epoch sums (rp_sum, rp_count, gap_sum) the global ones before end_epoch."""
     state.set_accumulators(all_reduce_sum(state.accumulators(), device))
+    state.gap_sum = all_reduce_sum(state.gap_sum, device).to(torch.float64)

@@ -52,10 +52,24 @@ def _write_grads(params: Sequence[torch.nn.Parameter], flat: torch.Tensor) -> No
         offset += n
 
 
+def pack_gradients(params: Sequence[torch.nn.Parameter], losses: Sequence[torch.Tensor], retain_graph: bool = True):
+    """Per-objective flattened gradients (K, P) and where each objective has one (K, P) 0/1,
+    as the official GMD code packs them: a parameter that an objective does not reach (autograd:
+    None) gets zeros and has_grads 0."""
+    grads, has = [], []
+    for loss in losses:
+        out = torch.autograd.grad(loss, list(params), retain_graph=retain_graph, allow_unused=True)
+        grads.append(_flat(out, params))
+        has.append(torch.cat([torch.full((p.numel(),), float(g is not None), device=p.device)
+                              for g, p in zip(out, params)]))
+    return torch.stack(grads), torch.stack(has)
+
+
 def gmd_backward(shared: Sequence[torch.nn.Parameter], specific: Sequence[torch.nn.Parameter],
                  skips: Sequence[torch.Tensor], losses: Sequence[Optional[torch.Tensor]], scale: float = 1.0,
                  reduction: str = "sum", generator: Optional[torch.Generator] = None,
                  reduce: Callable[[torch.Tensor], torch.Tensor] = average_over_ranks,
+                 include_self: bool = False, specific_used: Optional[torch.Tensor] = None,
                  ) -> Optional[ConflictStatistics]:
     """Set ``.grad`` of ``shared`` (theta: the GMD update) and ``specific`` (encoders: summed).
 
@@ -64,7 +78,16 @@ def gmd_backward(shared: Sequence[torch.nn.Parameter], specific: Sequence[torch.
     where this rank has no sample for it. Rows of subsets without a gradient on any rank are
     left out of the projection. Returns the conflict statistics; None with fewer than two
     subsets, or with non-finite gradients (whose step the GradScaler then skips).
+    include_self: the official projection order (``project_conflicting``).
+    reduction="official" (the official GMD code): theta is every parameter; each subset's gradient
+    of the encoders is computed too (one encoder backward per subset), the full vectors are
+    projected and merged by ``combine(..., "official")``. ``specific_used`` (K, len(specific))
+    says which specific parameters each subset reaches (its modalities' encoders); those it does
+    not reach count as without gradient, as the official code's ``p.grad is None``.
     """
+    if reduction == "official":
+        return _official_backward(shared, specific, skips, losses, scale, generator, reduce, include_self,
+                                  specific_used)
     num_shared = sum(p.numel() for p in shared)
     grads = torch.zeros(len(losses), num_shared, device=skips[0].device)
     skip_grads: List[Optional[torch.Tensor]] = [None] * len(skips)
@@ -88,13 +111,47 @@ def gmd_backward(shared: Sequence[torch.nn.Parameter], specific: Sequence[torch.
     finite = bool(torch.isfinite(flat).all())
     stats = None
     if rows.shape[0] >= 2 and finite:
-        corrected = project_conflicting(rows, generator=generator)
+        corrected = project_conflicting(rows, generator=generator, include_self=include_self)
         stats = conflict_statistics(rows, corrected)
     else:
         corrected = rows
     update = combine(corrected, reduction) if rows.shape[0] else grads.new_zeros(num_shared)
     _write_grads(shared, update * scale)
     _write_grads(specific, specific_flat * scale)
+    return stats
+
+
+def _official_backward(shared, specific, skips, losses, scale, generator, reduce, include_self, specific_used):
+    """``gmd_backward`` with reduction="official": every parameter is theta (see there)."""
+    params = [*shared, *specific]
+    sizes = torch.tensor([p.numel() for p in params], device=skips[0].device)
+    grads = torch.zeros(len(losses), int(sizes.sum()), device=skips[0].device)
+    has = torch.zeros(len(losses), len(params), device=skips[0].device)  # per parameter, reduced over ranks
+    for j, loss in enumerate(losses):
+        if loss is None:
+            continue
+        out = torch.autograd.grad(loss * scale, [*shared, *skips], retain_graph=True, allow_unused=True)
+        pairs = [(s, g) for s, g in zip(skips, out[len(shared):]) if g is not None]
+        spec = (torch.autograd.grad([s for s, _ in pairs], list(specific), grad_outputs=[g for _, g in pairs],
+                                    retain_graph=True, allow_unused=True) if pairs else [None] * len(specific))
+        grads[j] = _flat([*out[:len(shared)], *spec], params) / scale
+        used = specific_used[j].float() if specific_used is not None else \
+            torch.tensor([float(g is not None) for g in spec], device=has.device)
+        has[j] = torch.cat([torch.tensor([float(g is not None) for g in out[:len(shared)]], device=has.device),
+                            used.to(has.device)])
+    flat = reduce(torch.cat([grads.reshape(-1), has.reshape(-1)]))
+    grads, has = flat[:grads.numel()].view_as(grads), flat[grads.numel():].view_as(has) > 0
+    keep = has.any(dim=1)  # subsets with a gradient on some rank
+    rows, has_rows = grads[keep], torch.repeat_interleave(has[keep], sizes, dim=1)
+    finite = bool(torch.isfinite(grads).all())
+    stats = None
+    if rows.shape[0] >= 2 and finite:
+        corrected = project_conflicting(rows, generator=generator, include_self=include_self)
+        stats = conflict_statistics(rows, corrected)
+    else:
+        corrected = rows
+    update = combine(corrected, "official", has_rows) if rows.shape[0] else grads.new_zeros(grads.shape[1])
+    _write_grads(params, update * scale)
     return stats
 
 

@@ -6,7 +6,9 @@ of that subset's loss on the P shared parameters theta (Eq. 3).
 * ``pairwise_cosine``: S_jk = G_j . G_k / (|G_j| |G_k|) (Eq. 5).
 * ``project_conflicting``: where S_jk < 0, remove from G_j its projection on G_k,
   G~_j = G_j - (G_j . G_k / |G_k|^2) G_k (Eq. 8), for every conflicting pair.
-* ``combine``: the sum of the corrected gradients (Eq. 9 for two subsets).
+* ``combine``: the sum of the corrected gradients (Eq. 9 for two subsets); ``"mean"``, or
+  ``"official"`` (the official GMD code: mean on the entries every subset has a gradient for,
+  sum on the others).
 * ``SubsetSampler``: k of the 2^M - 1 non-empty subsets per step (paper: "sample k, e.g. 5").
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ def pairwise_cosine(grads: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
 
 
 def project_conflicting(grads: torch.Tensor, order: Optional[List[List[int]]] = None,
-                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                        generator: Optional[torch.Generator] = None, include_self: bool = False) -> torch.Tensor:
     """GMD's decoupling (Eq. 8), extended to K subsets the way the paper describes ("the same
     process for any pair with a negative cosine").
 
@@ -37,6 +39,9 @@ def project_conflicting(grads: torch.Tensor, order: Optional[List[List[int]]] = 
     G~_j <- G~_j - (G~_j . G_k / |G_k|^2) G_k. Projections are always on the *original* G_k,
     so for K = 2 this is exactly Eq. 8 applied to both gradients. Zero rows stay zero. The
     order only matters for K > 2 (as in PCGrad, which the official code uses; random there too).
+    include_self=True (the official GMD code): every G~_j is projected against all K gradients in a
+    random order (a fresh permutation per j and step, as its in-place shuffle gives), itself
+    included: once G~_j has turned against its own original G_j, that component is removed too.
     Computed in float64, returned in ``grads.dtype``.
     """
     g = grads.double()
@@ -45,9 +50,9 @@ def project_conflicting(grads: torch.Tensor, order: Optional[List[List[int]]] = 
     k_total = g.shape[0]
     for j in range(k_total):
         others = order[j] if order is not None else \
-            [int(i) for i in torch.randperm(k_total, generator=generator) if int(i) != j]
+            [int(i) for i in torch.randperm(k_total, generator=generator) if include_self or int(i) != j]
         for k in others:
-            if k == j or sq_norms[k] == 0:
+            if (k == j and not include_self) or sq_norms[k] == 0:
                 continue
             dot = corrected[j] @ g[k]
             if dot < 0:
@@ -55,14 +60,24 @@ def project_conflicting(grads: torch.Tensor, order: Optional[List[List[int]]] = 
     return corrected.to(grads.dtype)
 
 
-def combine(corrected: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-    """The update for theta from the corrected gradients (K, P) -> (P,): the sum (Eq. 9) or, as
-    the official code does, the mean."""
+REDUCTIONS = ("sum", "mean", "official")
+
+
+def combine(corrected: torch.Tensor, reduction: str = "sum", has_grads: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The update for theta from the corrected gradients (K, P) -> (P,): the sum (Eq. 9), the
+    mean, or "official" (the official GMD code's merge): the mean on the entries where every row
+    has a gradient (``has_grads`` (K, P), nonzero = has one), the sum on the others (where the
+    projection may have written values into rows without a gradient; they are summed too)."""
     if reduction == "sum":
         return corrected.sum(dim=0)
     if reduction == "mean":
         return corrected.mean(dim=0)
-    raise ValueError(f"GMD reduction must be 'sum' or 'mean', got {reduction!r}")
+    if reduction == "official":
+        if has_grads is None:
+            raise ValueError("the official GMD merge needs has_grads")
+        shared = (has_grads != 0).all(dim=0)
+        return torch.where(shared, corrected.mean(dim=0), corrected.sum(dim=0))
+    raise ValueError(f"GMD reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
 def eq9_pair(g_j: torch.Tensor, g_k: torch.Tensor) -> torch.Tensor:
