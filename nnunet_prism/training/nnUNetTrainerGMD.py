@@ -13,6 +13,12 @@ Choices against the official code (PCGrad over per-subset soft-Dice objectives):
 is nnU-Net's own (deep-supervised Dice+CE/BCE) so GMD is comparable with the other trainers;
 theta is the shared decoder by construction (official: parameters every objective touched);
 the corrected gradients are summed as in Eq. 9 (official: mean; ``gmd_reduction="mean"``).
+
+``preset="official"`` reproduces the official GMD code's projection and merge (each has its own
+switch, see ``PRESETS``): every subset gradient projected against all sampled subsets, itself
+included, in a fresh random order per subset and step (``gmd_order="official"``), over all
+parameters, merged as the mean on the entries every subset reaches and the sum on the others
+(``gmd_reduction="official"``).
 """
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -24,8 +30,8 @@ from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
 from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
 from nnunet_prism.training.gmd_backward import gmd_backward, loss_scale, summed_backward
-from nnunet_prism.training.gradient_decoupling import SubsetSampler, summarise_statistics
-from nnunet_prism.training.hyperparameters import Hyperparameter
+from nnunet_prism.training.gradient_decoupling import REDUCTIONS, SubsetSampler, summarise_statistics
+from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter
 
 CURVES = ("conflict_fraction", "cosine_before", "cosine_after")
 
@@ -57,18 +63,27 @@ class DynamicSharingOutput:
     skips: List[torch.Tensor]
     per_modality: Logits
     losses: List[Optional[torch.Tensor]] = field(default_factory=list)
+    used: Optional[torch.Tensor] = None  # (K, M) bool: the modalities each subset's loss uses
 
 
 class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
     HYPERPARAMETERS = {
         "gmd_subsets": Hyperparameter("int", 5, "subsets k per step, or `all` (GMD paper)", minimum=1,
                                       special=("all",)),
-        "gmd_reduction": Hyperparameter("choice", "sum", "Eq. 9 sums; `mean` as the official code",
-                                        choices=("sum", "mean")),
+        "gmd_reduction": Hyperparameter("choice", "sum", "Eq. 9 sums; `mean` averages; `official`: all parameters "
+                                                         "projected, mean where every subset has a gradient, sum "
+                                                         "elsewhere (official code)", choices=REDUCTIONS),
+        "gmd_order": Hyperparameter("choice", "others", "each subset gradient projected on the others in random "
+                                                        "order; `official`: on all, itself included, order "
+                                                        "shuffled per subset and step (official code)",
+                                    choices=("others", "official")),
+        "preset": PRESET,
         "gmd_seed": Hyperparameter("int", 0, "subset sampling, identical on every DDP rank", minimum=0),
         "gradient_mode": Hyperparameter("choice", "gmd", "`sum`: one summed loss, no decoupling (DS alone)",
                                         choices=("gmd", "sum")),
     }
+    #: ``preset=official``: the official GMD code's projection and merge (an explicit value still wins)
+    PRESETS = {"official": {"gmd_reduction": "official", "gmd_order": "official"}}
     network_builder = staticmethod(build_dynamic_sharing_unet)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -110,6 +125,7 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
         number logged."""
         subsets = self.sampler.sample_masks().to(self.device)
         output.losses = subset_losses(self.subset_loss, output.per_modality, inputs.target, inputs.mask, subsets)
+        output.used = (inputs.mask[None] & subsets[:, None]).any(dim=1)
         present = [l.detach().float() for l in output.losses if l is not None]
         return (torch.stack(present).mean() if present else torch.zeros((), device=self.device)), {}
 
@@ -120,11 +136,20 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
         if self.gradient_mode == "gmd":
             stats = gmd_backward(network.shared_parameters(), network.modality_parameters(), output.skips,
                                  output.losses, scale=scale, reduction=self.gmd_reduction,
-                                 generator=self.sampler.generator)
+                                 generator=self.sampler.generator, include_self=self.gmd_order == "official",
+                                 specific_used=self.specific_used(network, output))
         else:
             summed_backward(list(network.parameters()), output.losses, scale=scale)
         self.clip_and_step()
         return {'gmd_statistics': np.array(stats.as_array() if stats is not None else [0.0] * 4)}
+
+    @staticmethod
+    def specific_used(network, output: DynamicSharingOutput) -> torch.Tensor:
+        """(K, number of encoder parameters) bool: parameter of encoder m is reached by subset j
+        when m is in the subset and some sample has it (``modality_parameters``' order)."""
+        modality = torch.tensor([m for m, encoder in enumerate(network.encoders) for _ in encoder.parameters()],
+                                device=output.used.device)
+        return output.used[:, modality]
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         super().on_train_epoch_end(train_outputs)

@@ -7,6 +7,14 @@ modalities (detached); student m = modality m alone through the same decoder. E^
 1/(1-FR^m) of this fold's training cases and is updated after every epoch by
 E <- E - gamma * mean RP^m; it is saved in nnU-Net's checkpoints and restored by ``--c``.
 Defaults from the official code: T = 4, lambda1 = 0.5, lambda2 = 0.1, gamma = 0.01.
+
+``preset="official"`` reproduces the official PASSION code's behaviours (each has its own switch,
+see ``PRESETS``; README, "Paper vs official code"): pixel KL on probabilities upsampled to full
+resolution with the official level weights and clamping, prototypes over the classes of every
+sample of the batch, the omega gate on the batch-summed RP, the semantic loss weighted by
+1/(1-FR^m), the clamped and renormalised beta updated from the pooled epoch gaps with gamma x1.5
+every 100 epochs, RP-gated E^m-weighted unimodal losses; ``region_fusion_start_epoch`` is the
+official warm-up (before it only the unimodal losses train; official runs use 0).
 """
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -17,21 +25,24 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunet_prism.deep_supervision import full_resolution
 from nnunet_prism.losses import (DEFAULT_GAMMA, DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO, DEFAULT_TEMPERATURE,
                                  PreferenceState, prism_distillation_loss)
-from nnunet_prism.losses.preference import RULES
+from nnunet_prism.losses.preference import RP_STATISTICS, RULES, SCOPES, unimodal_weights
+from nnunet_prism.losses.unimodal import unimodal_losses
 from nnunet_prism.modalities import missing_rates
-from nnunet_prism.training.distributed import reduce_preference_state
-from nnunet_prism.training.hyperparameters import Hyperparameter, HyperparameterError
+from nnunet_prism.training.distributed import is_distributed, reduce_preference_state, sum_over_ranks
+from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter, HyperparameterError
 from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
 
 
 def prism_objective(out, target, coefficients: torch.Tensor, label_manager,
                     ds_weights: Optional[Sequence[float]], temperature: float, lambda1: float, lambda2: float,
-                    prob_floor: Optional[float]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+                    prob_floor: Optional[float], **options) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """PASSION's distillation terms for one network output (added to L_task by the trainer).
 
     out: ``MultiModalOutput`` (fused teacher, student rows, features, pairs, mask (B, M));
     target: per deep-supervision level (B, 1|R(+ignore), *spatial); coefficients: E^m (M,)
-    (times the CCH student mask); label_manager: nnU-Net's (regions or labels, ignore label).
+    (times the CCH student mask); label_manager: nnU-Net's (regions or labels, ignore label);
+    options: the official-code switches of ``prism_distillation_loss`` (upsample, class_scope,
+    omega_scope, proto_coefficients, batch_sum).
     Returns the loss and the stats of ``prism_distillation_loss``.
     """
     target_full = full_resolution(target)
@@ -42,7 +53,7 @@ def prism_objective(out, target, coefficients: torch.Tensor, label_manager,
     return prism_distillation_loss(
         out.fused, out.students, out.fused_features, out.student_features, target_full, out.modality_mask,
         coefficients, region_based=label_manager.has_regions, ds_weights=ds_weights, temperature=temperature,
-        lambda_pixel=lambda1, lambda_proto=lambda2, prob_floor=prob_floor, pairs=out.pairs, **labels)
+        lambda_pixel=lambda1, lambda_proto=lambda2, prob_floor=prob_floor, pairs=out.pairs, **labels, **options)
 
 
 class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
@@ -61,7 +72,34 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
                                         nullable=True, above=0, below=0.5),
         "cch_table": Hyperparameter("str", "", "a `nnunet_prism cch` table: pixel distillation only into the "
                                                "students for which the CCH holds with the fused teacher"),
+        "preset": PRESET,
+        "kl_levels": Hyperparameter("choice", "native", "pixel KL per deep-supervision level at its own resolution "
+                                                        "(trainer's weights); `upsampled`: probabilities upsampled "
+                                                        "to full resolution, official level weights (official code)",
+                                    choices=("native", "upsampled")),
+        "prototype_classes": Hyperparameter("choice", "sample", "prototypes over the classes of each sample; "
+                                                                "`batch`: only classes present in every sample of "
+                                                                "the batch (official code)", choices=SCOPES),
+        "omega_scope": Hyperparameter("choice", "sample", "omega from each sample's RP (paper); `batch`: from the "
+                                                          "batch-summed RP (official code)", choices=SCOPES),
+        "proto_data_weight": Hyperparameter("bool", False, "semantic loss times 1/(1-FR^m), the modality's data "
+                                                           "weight (official code)"),
+        "rp_statistic": Hyperparameter("choice", "mean_rp", "epoch RP for E^m: mean per-sample RP (paper); "
+                                                            "`pooled_gap`: from the epoch's pooled gaps (official "
+                                                            "code)", choices=RP_STATISTICS),
+        "gamma_growth": Hyperparameter("float", 1.0, "gamma times this at every epoch that is a multiple of 100, "
+                                                     "epoch 0 included (official code: 1.5)", minimum=1),
+        "region_fusion_start_epoch": Hyperparameter("int", 0, "warm-up: before this epoch only the unimodal losses "
+                                                              "train and E^m stays (official code; its runs use 0)",
+                                                    minimum=0),
+        "unimodal_preference": Hyperparameter("bool", False, "unimodal losses weighted by E^m and gated by the "
+                                                             "batch omega (official code)"),
     }
+    #: ``preset=official``: the official PASSION code's behaviours (an explicit value still wins)
+    PRESETS = {"official": {"kl_levels": "upsampled", "kl_prob_floor": 0.005, "prototype_classes": "batch",
+                            "omega_scope": "batch", "proto_data_weight": True, "coefficient_rule": "official",
+                            "rp_statistic": "pooled_gap", "gamma_growth": 1.5, "region_fusion_start_epoch": 0,
+                            "unimodal_preference": True}}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -82,7 +120,9 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         """E^m and the epoch's RP sums; E^m_0 = 1/(1-FR^m) of this fold's training cases."""
         if self._preference is None:
             rates = missing_rates(np.stack(list(self._availability_table().values())))
-            self._preference = PreferenceState(rates, rule=self.coefficient_rule, gamma=self.gamma)
+            self._preference = PreferenceState(rates, rule=self.coefficient_rule, gamma=self.gamma,
+                                               rp_statistic=self.rp_statistic, gamma_growth=self.gamma_growth,
+                                               start_epoch=self.region_fusion_start_epoch)
             if self._pending_preference_state is not None:
                 self._preference.load_state_dict(self._pending_preference_state)
         return self._preference
@@ -125,21 +165,50 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
             except (OSError, CCHTableError) as e:
                 raise HyperparameterError(f"hyperparameter cch_table={values['cch_table']!r}: {e}") from None
 
+    def official_options(self) -> dict:
+        """The official-code switches in force, as options of ``prism_distillation_loss``."""
+        return {"upsample": self.kl_levels == "upsampled", "class_scope": self.prototype_classes,
+                "omega_scope": self.omega_scope,
+                "proto_coefficients": self.preference.fixed.to(self.device, torch.float32)
+                if self.proto_data_weight else None,
+                "batch_sum": sum_over_ranks if is_distributed() else None}
+
     def compute_loss(self, output, inputs):
-        segmentation, stats = self.segmentation_loss(output, inputs.target)
-        ds_weights = self.loss.weight_factors if isinstance(self.loss, DeepSupervisionWrapper) else None
+        upsample = self.kl_levels == "upsampled"
+        ds_weights = self.loss.weight_factors if isinstance(self.loss, DeepSupervisionWrapper) and not upsample \
+            else None
         distillation, dstats = prism_objective(output, inputs.target, self.preference.coefficients(self.device) *
                                                self.cch_students, self.label_manager, ds_weights, self.temperature,
-                                               self.lambda1, self.lambda2, self.kl_prob_floor)
-        self.preference.update_batch(dstats["rp"], dstats["rp_valid"])
+                                               self.lambda1, self.lambda2, self.kl_prob_floor, **self.official_options())
+        self.preference.update_batch(dstats["rp"], dstats["rp_valid"], dstats["gap"])
+        warm_up = self.current_epoch < self.region_fusion_start_epoch
+        if self.unimodal_preference or warm_up:
+            segmentation, stats = self.official_segmentation_loss(output, inputs.target, dstats["gate"], warm_up)
+            distillation = distillation * (0.0 if warm_up else 1.0)  # in the graph, as the official code
+        else:
+            segmentation, stats = self.segmentation_loss(output, inputs.target)
         return segmentation + distillation, {**stats,
                                              "pixel_distillation": dstats["pixel"].cpu().numpy(),
                                              "proto_distillation": dstats["proto"].cpu().numpy()}
 
+    def official_segmentation_loss(self, out, target, gate: torch.Tensor, warm_up: bool):
+        """L_task as the official PASSION code weights it: the unimodal loss of modality m times
+        E^m * (share of the batch with m) and the batch gate omega^m (``unimodal_preference``; no
+        gate during the warm-up), the fused loss times 0 during the warm-up."""
+        fused = self.loss(out.fused, target)
+        unimodal = unimodal_losses(self.unimodal_loss, out.students, out.samples, out.modalities,
+                                   out.modality_mask.shape[1], target, self.unimodal_deep_supervision)
+        weights = (unimodal_weights(out.modality_mask, self.preference.coefficients(self.device),
+                                    None if warm_up else gate) if self.unimodal_preference
+                   else torch.ones_like(unimodal))
+        total = fused * (0.0 if warm_up else 1.0) + self.unimodal_loss_weight * (weights * unimodal).sum()
+        return total, {'fused_loss': fused.detach().cpu().numpy(),
+                       'unimodal_losses': unimodal.detach().cpu().numpy()}
+
     def on_train_epoch_end(self, train_outputs):
         super().on_train_epoch_end(train_outputs)
         reduce_preference_state(self.preference, self.device)
-        mean_rp = self.preference.end_epoch(self.gamma).tolist()
+        mean_rp = self.preference.end_epoch(self.gamma, epoch=self.current_epoch).tolist()
         coefficients = self.preference.E.tolist()
         for name, e, rp in zip(self.modality_names, coefficients, mean_rp):
             self.logger.log(self.curve_key("E", name), e, self.current_epoch)

@@ -12,25 +12,31 @@ The paper's two regimes:
   network's ``allowed_modalities`` buffer, predicts) with exactly those modalities, no dropout.
   A sample with none of them is left out of its batch; a batch with no such sample at all makes
   a zero-weighted step (so that DDP ranks stay in step) and is left out of the epoch's numbers.
+
+``preset="official"`` reproduces the official ShaSpec code's behaviours (each has its own switch,
+see ``PRESETS``): DAO as the sum over the cyclic pairs (0,1),(1,2),(2,3),(3,0) of all modalities
+(``dao_pairs``), a missing modality's feature taken from the first present one (``missing_fill``).
 """
 from typing import List, Optional
 
 import torch
 
-from nnunet_prism.losses.shaspec import (DEFAULT_ALPHA, DEFAULT_BETA, distribution_alignment_loss,
+from nnunet_prism.losses.shaspec import (DAO_PAIRS, DEFAULT_ALPHA, DEFAULT_BETA, distribution_alignment_loss,
                                          domain_classification_loss)
 from nnunet_prism.modalities import ModalityError, parse_subset_name
 from nnunet_prism.networks.shaspec_unet import build_shaspec_unet
 from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
 from nnunet_prism.training.distributed import all_reduce_sum
-from nnunet_prism.training.hyperparameters import Hyperparameter, HyperparameterError
+from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter, HyperparameterError
 
 
-def shaspec_objective(out, segmentation: torch.Tensor, mask: torch.Tensor, alpha: float, beta: float):
+def shaspec_objective(out, segmentation: torch.Tensor, mask: torch.Tensor, alpha: float, beta: float,
+                      dao_pairs: str = "present_mean"):
     """L_seg + alpha * DAO + beta * DCO (ShaSpec, CVPR 2023, Eq. 9) from a ``ShaSpecOutput`` and the
-    segmentation loss already computed on its logits; mask (B, M) bool. Returns the total and the
-    per-term numbers (DAO, DCO, correct and counted DCO predictions) for the epoch log."""
-    dao = distribution_alignment_loss(out.shared, mask)
+    segmentation loss already computed on its logits; mask (B, M) bool; dao_pairs as
+    ``distribution_alignment_loss``'s ``pairs``. Returns the total and the per-term numbers (DAO,
+    DCO, correct and counted DCO predictions) for the epoch log."""
+    dao = distribution_alignment_loss(out.shared, mask, dao_pairs)
     dco, correct, count = domain_classification_loss(out.domain_logits, mask)
     total = segmentation + alpha * dao + beta * dco
     return total, {"dao": dao.detach().cpu().numpy(), "dco": dco.detach().cpu().numpy(),
@@ -53,7 +59,17 @@ class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
         "beta": Hyperparameter("float", DEFAULT_BETA, "DCO weight (ShaSpec paper)", minimum=0),
         "fixed_subset": Hyperparameter("str", None, "e.g. `FLAIR+T1c`: a dedicated model for one subset "
                                                     "(ShaSpec's second regime)", nullable=True),
+        "preset": PRESET,
+        "dao_pairs": Hyperparameter("choice", "present_mean", "DAO over all pairs of present modalities, averaged "
+                                                              "(paper); `cyclic_sum`: sum over the pairs (0,1), "
+                                                              "(1,2), (2,3), (3,0) of all modalities (official code)",
+                                    choices=DAO_PAIRS),
+        "missing_fill": Hyperparameter("choice", "mean", "a missing modality's shared feature: mean of the present "
+                                                         "ones (paper, Eq. 4); `first`: the first present one "
+                                                         "(official code)", choices=("mean", "first")),
     }
+    #: ``preset=official``: the official ShaSpec code's behaviours (an explicit value still wins)
+    PRESETS = {"official": {"dao_pairs": "cyclic_sum", "missing_fill": "first"}}
     DEFAULT_OVERRIDES = {"modality_dropout": 0.5}  # random dropping (all-subsets regime)
     CURVES = {"ShaSpec DCO accuracy (train, present modalities)": ["shaspec_dco_accuracy"],
               "ShaSpec auxiliary losses (train)": ["shaspec_dao", "shaspec_dco"]}
@@ -72,6 +88,8 @@ class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
 
     def initialize(self):
         super().initialize()
+        # saved with the weights: prediction fills missing features by the same rule
+        self.unwrapped_network().fill_from_first.fill_(self.missing_fill == "first")
         if self.subset_mask is not None:  # saved with the weights: prediction uses the subset too
             self.unwrapped_network().allowed_modalities.copy_(self.subset_mask)
 
@@ -105,7 +123,7 @@ class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
 
     def compute_loss(self, output, inputs: StepInputs):
         total, stats = shaspec_objective(output, self.loss(output.logits, inputs.target), inputs.mask,
-                                         self.alpha, self.beta)
+                                         self.alpha, self.beta, self.dao_pairs)
         return total, {**stats, 'skipped': inputs.weight == 0.0}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
