@@ -276,3 +276,14 @@ def test_a_modality_no_training_case_has_is_a_one_line_error():
     without_t2 = {k: [True, True, True, False] for k in TRAIN}
     with pytest.raises(ModalityError, match="^fold 0: T2 is absent from all 10 training cases"):
         MaskingStub(data=without_t2)._availability_table()
+
+
+@pytest.mark.parametrize("setting,device,expected", [("auto", "cuda", True), ("auto", "cpu", False),
+                                                     ("on", "cpu", True), ("off", "cuda", False)])
+def test_activation_checkpointing_is_on_where_the_step_must_fit_a_gpu(setting, device, expected):
+    from types import SimpleNamespace
+
+    from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
+
+    trainer = SimpleNamespace(activation_checkpointing=setting, device=torch.device(device))
+    assert nnUNetTrainerMissingModality.checkpointing_in_force.fget(trainer) is expected

@@ -25,6 +25,11 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
                                                              "(PASSION L_task)", minimum=0),
         "unimodal_deep_supervision": Hyperparameter("bool", False, "deep supervision on the unimodal outputs too "
                                                                    "(PASSION applies it to the fused output)"),
+        "activation_checkpointing": Hyperparameter(
+            "choice", "auto", "recompute encoder passes and decoder rows in the backward pass (same losses and "
+                              "gradients, less memory, about one more forward); `auto`: on when training on CUDA, "
+                              "where the step must fit the VRAM nnU-Net planned for its own network",
+            choices=("auto", "on", "off")),
     }
     network_builder = staticmethod(build_multi_encoder_unet)
 
@@ -38,9 +43,16 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
     def student_dice_key(modality: str) -> str:
         return f"student_dice_{modality}"
 
+    @property
+    def checkpointing_in_force(self) -> bool:
+        """Whether ``activation_checkpointing`` is in force on this device."""
+        return self.activation_checkpointing == "on" or (self.activation_checkpointing == "auto"
+                                                         and self.device.type == "cuda")
+
     def initialize(self):
         super().initialize()
         self.unimodal_loss = self.build_rank_local_loss()
+        self.unwrapped_network().activation_checkpointing = self.checkpointing_in_force
 
     def forward(self, inputs, training: bool):
         """``MultiModalOutput``: the fused output and one student row per present pair."""
