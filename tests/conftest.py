@@ -107,3 +107,15 @@ def region_dataset(tmp_path_factory):
 def label_dataset(tmp_path_factory):
     """Label-based (softmax) version of the same synthetic set."""
     return _prepare(tmp_path_factory, "SynLabels", 972, label_based=True)
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """One torch thread for a module's tests (small networks: thread start-up costs more than it
+    saves, and the timings of gradient tests stay stable)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

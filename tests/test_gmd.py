@@ -28,12 +28,7 @@ IMPORTS = ["conv_op", "norm_op", "dropout_op", "nonlin"]
 M, C = 4, 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def make_network(seed=0):

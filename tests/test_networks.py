@@ -15,14 +15,7 @@ PLANNERS = {"nnUNetPlans": "ExperimentPlanner", "nnUNetResEncUNetMPlans": "nnUNe
 CONFIGURATIONS = [(plans, cfg) for plans in PLANNERS for cfg in ("2d", "3d_fullres")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread: on the shared 2-core CI machine, OpenMP threads competing with other
-    processes make these small convolutions many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _write_raw_dataset(folder):
