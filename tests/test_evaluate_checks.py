@@ -148,3 +148,15 @@ def test_unreadable_image_names_and_output_inside_input_are_refused(labelled, ca
     code, _, err = evaluate(capsys, images, labels, out)
     assert_one_line_error(code, err, "evaluate", "other_t1.nii.gz", str(images))
     assert {k: v for k, v in hashes(images, labels, out).items() if "other_t1" not in k} == before
+
+
+@pytest.mark.parametrize("which", ["label", "image"])
+def test_a_truncated_label_or_image_is_named(labelled, capsys, which):
+    model, images, labels, out = labelled
+    damaged = labels / "good.nii.gz" if which == "label" else images / "good_0001.nii.gz"
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[:len(data) // 2])  # read as is, it would lose voxels silently
+    before = hashes(images, labels, out)
+    code, _, err = evaluate(capsys, images, labels, out)
+    assert_one_line_error(code, err, "evaluate", damaged, "truncated")
+    assert hashes(images, labels, out) == before

@@ -135,3 +135,14 @@ def test_unknown_dataset_id_is_one_line_without_traceback(setup, tmp_path):
     assert_one_line_error(r.returncode, err, "predict", "dataset '991'")
     assert "Traceback" not in r.stderr
     assert hashes(given, out) == before
+
+
+def test_a_truncated_input_file_is_named_instead_of_zero_filled(setup, capsys):
+    model, given, out, calls = setup
+    image = given / "caseA_0002.nii.gz"
+    data = image.read_bytes()
+    image.write_bytes(data[:len(data) // 2])  # SimpleITK would fill the missing voxels with zeros
+    before = hashes(given, out)
+    code, _, err = predict(capsys, given, out)
+    assert_one_line_error(code, err, "predict", image, "truncated")
+    assert hashes(given, out) == before and not calls

@@ -21,6 +21,7 @@ import numpy as np
 
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
 from nnunet_prism.evaluation.metrics import EvaluationError
+from nnunet_prism.image_io import check_nifti_complete
 
 #: Label values of BraTS 2018-2021 files (0 background, 1 necrosis, 2 edema, 4 enhancing tumour).
 BRATS_VALUES = frozenset({0, 1, 2, 4})
@@ -82,11 +83,13 @@ def _grid_mismatch(path: Path, other: Path, reader_writer) -> Optional[str]:
 def read_reference_label(path: os.PathLike, dataset_json: Mapping, reader_writer,
                          grid_of: Optional[os.PathLike] = None, what: str = "image") -> Tuple[np.ndarray, np.ndarray]:
     """The label map in ``path`` (numpy axis order, no channel axis) and its spacing, read with
-    nnU-Net's ``reader_writer``, after checking its values against dataset.json and, when
+    nnU-Net's ``reader_writer``, after checking that the file is complete, its values against dataset.json and, when
     ``grid_of`` is given, its grid against that file's (``what`` names it in the message)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {path}")
+    if path.name.endswith((".nii", ".nii.gz")):
+        check_nifti_complete(path)  # a truncated label would lose tumour voxels silently
     if grid_of is not None:
         mismatch = _grid_mismatch(path, Path(grid_of), reader_writer)
         if mismatch:
