@@ -21,6 +21,7 @@ from nnunet_prism.training.hyperparameters import collect_presets, markdown_tabl
 from nnunet_prism.training.nnUNetTrainerGMD import nnUNetTrainerDS, nnUNetTrainerGMD, subset_losses
 from nnunet_prism.training.nnUNetTrainerPRISM import nnUNetTrainerPRISM
 from nnunet_prism.training.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec
+from test_shaspec import single_thread  # noqa: F401  (autouse: one torch thread)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official"
 TOL = 1e-5
@@ -34,14 +35,6 @@ def load(name):
 def assert_close(ours, reference, what):
     error = (torch.as_tensor(ours).double() - torch.as_tensor(reference).double()).abs().max().item()
     assert error <= TOL, f"{what}: max abs error {error:.3g}"
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # -- PASSION (modality order flair, t1ce, t1, t2; the functions see modalities as columns only) --
@@ -353,3 +346,57 @@ def test_preset_values_and_table():
     row = next(line for line in table.splitlines() if "`omega_scope`" in line)
     assert "`sample`; preset official: `batch`" in row
     assert sum("`preset`" in line for line in table.splitlines()) == 1
+
+
+# -- DDP: the official batch statistics over a real 2-process gloo group --------------------------
+def _official_terms(logits_t, logits_s, feats_t, feats_s, labels, mask, batch_sum=None):
+    from nnunet_prism.losses.preference import prism_distillation_loss
+    return prism_distillation_loss([logits_t, logits_t[..., ::2, ::2]], [logits_s, logits_s[..., ::2, ::2]],
+                                   feats_t, feats_s, labels, mask, torch.ones(2),
+                                   num_classes=3, class_scope="batch", omega_scope="batch", upsample=True,
+                                   prob_floor=0.005, batch_sum=batch_sum)
+
+
+def _ddp_inputs():
+    g = torch.Generator().manual_seed(0)
+    logits_t, logits_s = torch.randn(4, 3, 6, 6, generator=g), torch.randn(4, 2, 3, 6, 6, generator=g)
+    feats_t, feats_s = torch.randn(4, 5, 6, 6, generator=g), torch.randn(4, 2, 5, 6, 6, generator=g)
+    labels = torch.randint(0, 3, (4, 1, 6, 6), generator=g)
+    labels[3][labels[3] == 2] = 1  # rank 1 lacks class 2 in one sample: dropped on rank 0 too
+    mask = torch.tensor([[True, True], [True, False], [True, True], [False, True]])
+    return logits_t, logits_s, feats_t, feats_s, labels, mask
+
+
+def _ddp_worker(rank, init_file, results):
+    import torch.distributed as dist
+
+    from nnunet_prism.training.distributed import reduce_preference_state, sum_over_ranks
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        rows = slice(2 * rank, 2 * rank + 2)
+        _, stats = _official_terms(*(t[rows] for t in _ddp_inputs()), batch_sum=sum_over_ranks)
+        state = PreferenceState([0.2, 0.5], rule="official", rp_statistic="pooled_gap")
+        state.update_batch(stats["rp"], stats["rp_valid"], stats["gap"])
+        reduce_preference_state(state, torch.device("cpu"))
+        results[rank] = (stats["gap"].tolist(), stats["gate"].tolist(), state.end_epoch(epoch=0).tolist(),
+                         state.E.tolist())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_official_batch_statistics_over_two_gloo_ranks(tmp_path):
+    import torch.multiprocessing as mp
+    results = mp.Manager().dict()
+    mp.start_processes(_ddp_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True, start_method="fork")
+    _, stats = _official_terms(*_ddp_inputs())
+    single = PreferenceState([0.2, 0.5], rule="official", rp_statistic="pooled_gap")
+    single.update_batch(stats["rp"], stats["rp_valid"], stats["gap"])
+    rp = single.end_epoch(epoch=0)
+    _, local = _official_terms(*(t[:2] for t in _ddp_inputs()))
+    assert not torch.allclose(local["gap"], stats["gap"][:2]), "the example needs the other rank's classes"
+    gaps = torch.tensor(results[0][0] + results[1][0])
+    assert torch.allclose(gaps, stats["gap"], atol=1e-6), "classes of the whole batch, on every rank"
+    assert results[0][1] == results[1][1] == stats["gate"].tolist(), "one gate from the whole batch"
+    for rank in (0, 1):
+        assert torch.allclose(torch.tensor(results[rank][2], dtype=torch.float64), rp, atol=1e-6)
+        assert torch.allclose(torch.tensor(results[rank][3], dtype=torch.float64), single.E, atol=1e-6)

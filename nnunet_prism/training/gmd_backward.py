@@ -108,17 +108,20 @@ def gmd_backward(shared: Sequence[torch.nn.Parameter], specific: Sequence[torch.
     grads, specific_flat = flat[:grads.numel()].view_as(grads), flat[grads.numel():]
 
     rows = grads[grads.abs().sum(dim=1) > 0]  # subsets with a gradient on some rank
-    finite = bool(torch.isfinite(flat).all())
-    stats = None
-    if rows.shape[0] >= 2 and finite:
-        corrected = project_conflicting(rows, generator=generator, include_self=include_self)
-        stats = conflict_statistics(rows, corrected)
-    else:
-        corrected = rows
+    corrected, stats = _decouple(rows, bool(torch.isfinite(flat).all()), generator, include_self)
     update = combine(corrected, reduction) if rows.shape[0] else grads.new_zeros(num_shared)
     _write_grads(shared, update * scale)
     _write_grads(specific, specific_flat * scale)
     return stats
+
+
+def _decouple(rows: torch.Tensor, finite: bool, generator, include_self: bool):
+    """(corrected rows, conflict statistics): Eq. 8 on two or more finite rows, else the rows
+    unchanged and no statistics (a non-finite step is skipped by the GradScaler)."""
+    if rows.shape[0] < 2 or not finite:
+        return rows, None
+    corrected = project_conflicting(rows, generator=generator, include_self=include_self)
+    return corrected, conflict_statistics(rows, corrected)
 
 
 def _official_backward(shared, specific, skips, losses, scale, generator, reduce, include_self, specific_used):
@@ -143,13 +146,7 @@ def _official_backward(shared, specific, skips, losses, scale, generator, reduce
     grads, has = flat[:grads.numel()].view_as(grads), flat[grads.numel():].view_as(has) > 0
     keep = has.any(dim=1)  # subsets with a gradient on some rank
     rows, has_rows = grads[keep], torch.repeat_interleave(has[keep], sizes, dim=1)
-    finite = bool(torch.isfinite(grads).all())
-    stats = None
-    if rows.shape[0] >= 2 and finite:
-        corrected = project_conflicting(rows, generator=generator, include_self=include_self)
-        stats = conflict_statistics(rows, corrected)
-    else:
-        corrected = rows
+    corrected, stats = _decouple(rows, bool(torch.isfinite(grads).all()), generator, include_self)
     update = combine(corrected, "official", has_rows) if rows.shape[0] else grads.new_zeros(grads.shape[1])
     _write_grads(params, update * scale)
     return stats

@@ -166,12 +166,14 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
                 raise HyperparameterError(f"hyperparameter cch_table={values['cch_table']!r}: {e}") from None
 
     def official_options(self) -> dict:
-        """The official-code switches in force, as options of ``prism_distillation_loss``."""
+        """The official-code switches in force, as options of ``prism_distillation_loss``; under
+        DDP the batch-level statistics (batch classes, batch gate) are summed over the ranks."""
+        batch_level = "batch" in (self.prototype_classes, self.omega_scope) or self.unimodal_preference
         return {"upsample": self.kl_levels == "upsampled", "class_scope": self.prototype_classes,
                 "omega_scope": self.omega_scope,
                 "proto_coefficients": self.preference.fixed.to(self.device, torch.float32)
                 if self.proto_data_weight else None,
-                "batch_sum": sum_over_ranks if is_distributed() else None}
+                "batch_sum": sum_over_ranks if batch_level and is_distributed() else None}
 
     def compute_loss(self, output, inputs):
         upsample = self.kl_levels == "upsampled"
