@@ -1,0 +1,266 @@
+"""The quality benchmark: which trainer segments best with missing modalities, over several seeds.
+
+    python benchmarks/quality.py [--workdir benchmarks/output/quality] [--device cpu]
+                                 [--trainers ...] [--seeds 0 1 2] [--epochs 10 --iterations 100]
+    python benchmarks/quality.py --smoke          # 2 trainers, 1 seed, 1 epoch x 5 iterations
+
+Every trainer (plain nnU-Net on zero-filled inputs, represented by nnUNetTrainerPrismBase as in
+``run.py``: nnUNetTrainer's network and train_step, availability masking, a settable schedule;
+then ModalityDropout, MissingModality, PRISM, ShaSpec, GMD) is trained with each seed (the
+``seed`` hyperparameter, ``nnUNet_n_proc_DA=0``) through ``nnUNetv2_train`` on one synthetic
+incomplete training set (missing rates FLAIR 0.2, T1 0.4, T1c 0.6, T2 0.8, written by the
+converter) and scored by ``nnunet_prism evaluate -i IMAGES -l LABELS`` on all 15 modality subsets
+of complete held-out cases. The default configuration is nnU-Net's ``2d`` on 40^3 volumes with
+12 slices per batch, which fits the 18 runs of 1000 iterations into about 3 hours on a 2-core
+CPU (README, "Quality benchmark", says why this measures what 3d_fullres runs would); the
+evaluation runs without test-time mirroring unless ``--tta``.
+
+Interrupted? Run the same command again: a finished (trainer, seed) has ``runs/<trainer>__seed<k>.json``
+and is not redone; a trained but unevaluated one is only evaluated; an interrupted training
+continues from its latest checkpoint (``nnUNetv2_train --c``, saved every epoch). The work
+folder remembers its data set and schedule (``setup.json``) and refuses other ones.
+
+Writes into the work folder: ``results.json`` (every number, per seed), ``summary.md`` (mean ±
+std over seeds per trainer; paired Wilcoxon tests against plain nnU-Net and PRISM against
+MissingModality, per subset and pooled) and ``quality_dice.png`` (per-subset Dice with seed error
+bars); the statistics are in ``quality_stats.py``. Runs that are not done yet are listed, and the
+outputs are written from the finished ones.
+"""
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import quality_stats  # noqa: E402
+from run import QUALITY_BASELINE, machine  # noqa: E402
+
+from nnunet_prism import pipeline  # noqa: E402
+
+TRAINERS = [QUALITY_BASELINE, "nnUNetTrainerModalityDropout", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM",
+            "nnUNetTrainerShaSpec", "nnUNetTrainerGMD"]
+# (a, b): a is tested against b; every trainer against plain nnU-Net, and PRISM against its baseline
+EXTRA_COMPARISONS = [("nnUNetTrainerPRISM", "nnUNetTrainerMissingModality")]
+DATASET_ID, TEST_DATASET_ID = 983, 984
+MISSING_RATES = (0.2, 0.4, 0.6, 0.8)  # FLAIR, T1, T1c, T2
+PLANS = "nnUNetPlans"
+SMOKE = {"trainers": [QUALITY_BASELINE, "nnUNetTrainerPRISM"], "seeds": [0], "epochs": 1, "iterations": 5,
+         "val_iterations": 1, "num_cases": 10, "test_cases": 2, "workdir": str(REPO / "benchmarks" / "output" / "quality_smoke")}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=str(REPO / "benchmarks" / "output" / "quality"))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--trainers", nargs="+", default=TRAINERS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=100, help="training iterations per epoch")
+    parser.add_argument("--val-iterations", type=int, default=2, help="validation iterations per epoch")
+    parser.add_argument("--configuration", default="2d", choices=["2d", "3d_fullres"])
+    parser.add_argument("--shape", type=int, nargs=3, default=(40, 40, 40), help="synthetic volume size (z y x)")
+    parser.add_argument("--batch-size", type=int, default=12,
+                        help="written into the benchmark's own plans for --configuration (0: nnU-Net's choice)")
+    parser.add_argument("--num-cases", type=int, default=24, help="labelled training cases (fold 0: 80 %%)")
+    parser.add_argument("--test-cases", type=int, default=8, help="complete held-out cases scored on 15 subsets")
+    parser.add_argument("--tta", action="store_true",
+                        help="evaluate with nnU-Net's test-time mirroring (4x the evaluation time in 2d; off by default, "
+                             "the same for every trainer)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny end-to-end run: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
+    known, _ = parser.parse_known_args(argv)
+    if known.smoke:
+        parser.set_defaults(**SMOKE)  # explicit options still win
+    return parser.parse_args(argv)
+
+
+def setup_of(args) -> dict:
+    """What the work folder's data and schedule are; a rerun must match it to resume."""
+    return {"configuration": args.configuration, "shape": list(args.shape), "batch_size": args.batch_size,
+            "num_cases": args.num_cases, "test_cases": args.test_cases, "missing_rates": list(MISSING_RATES),
+            "epochs": args.epochs, "iterations": args.iterations, "val_iterations": args.val_iterations,
+            "tta": args.tta}
+
+
+def set_batch_size(preprocessed: Path, configuration: str, batch_size: int) -> dict:
+    """Write ``batch_size`` into the configuration of the benchmark's own plans (nnU-Net reads it
+    at training time); returns that configuration's patch and batch size."""
+    path = preprocessed / f"{PLANS}.json"
+    plans = json.loads(path.read_text())
+    config = plans["configurations"][configuration]
+    if batch_size:
+        config["batch_size"] = batch_size
+        path.write_text(json.dumps(plans, indent=1))
+    return {"patch_size": config["patch_size"], "batch_size": config["batch_size"]}
+
+
+def prepare(workdir: Path, env: dict, args) -> dict:
+    """The training set (converted with the missing rates, planned, preprocessed for the
+    configuration) and the complete held-out cases, once per work folder."""
+    from nnunet_prism.synthetic_dataset import prepare_complete_test_set, prepare_synthetic_dataset
+
+    marker = workdir / "setup.json"
+    wanted = setup_of(args)
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        if done["setup"] != wanted:
+            raise SystemExit(f"{workdir} holds a run of another set-up:\n  {done['setup']}\nnot\n  {wanted}\n"
+                             "give another --workdir, or the options of that run to resume it")
+        return done
+    log = workdir / "prepare_log.txt"
+    print(f"preparing the synthetic incomplete set in {workdir} ...", flush=True)
+    raw = prepare_synthetic_dataset(workdir, DATASET_ID, env, num_cases=args.num_cases, num_test_cases=0,
+                                    shape=args.shape, missing_rates=MISSING_RATES, seed=0, log_file=log, echo=False)
+    plan_env = {k: v for k, v in env.items() if k != "nnUNet_n_proc_DA"}  # the planner fails on 0
+    if args.configuration != "3d_fullres":  # prepare_synthetic_dataset preprocesses 3d_fullres only
+        pipeline.run(pipeline.nnunet_command("nnUNetv2_preprocess") + [
+            "-d", str(DATASET_ID), "-c", args.configuration, "-np", "1"], plan_env, log_file=log, echo=False)
+    plan = set_batch_size(Path(env["nnUNet_preprocessed"]) / raw.name, args.configuration, args.batch_size)
+    heldout = prepare_complete_test_set(workdir, TEST_DATASET_ID, env, num_cases=args.test_cases, shape=args.shape,
+                                        seed=777)
+    done = {"setup": wanted, "dataset": raw.name, "heldout": str(heldout), **plan}
+    marker.write_text(json.dumps(done, indent=1))
+    return done
+
+
+def epoch_times(fold: Path) -> list:
+    """nnU-Net's per-epoch wall times ("Epoch time: X s") from the fold's training logs."""
+    return [float(t) for log in sorted(fold.glob("training_log_*.txt"))
+            for t in re.findall(r"Epoch time: ([0-9.]+) s", log.read_text(errors="replace"))]
+
+
+def run_one(trainer: str, seed: int, workdir: Path, env: dict, setup: dict, args) -> dict:
+    """Train (or continue) and evaluate one (trainer, seed); the marker file says it is done."""
+    marker = workdir / "runs" / f"{trainer}__seed{seed}.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    hyperparameters = {"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations,
+                       "num_val_iterations_per_epoch": args.val_iterations, "final_validation": False,
+                       "save_every": 1, "seed": seed}
+    run_env = pipeline.nnunet_environment(workdir, hyperparameters, base=env)
+    results = workdir / "nnUNet_results" / f"seed_{seed}"  # nnU-Net's fold folder does not name the seed
+    results.mkdir(parents=True, exist_ok=True)
+    run_env["nnUNet_results"] = str(results)
+    fold = results / setup["dataset"] / f"{trainer}__{PLANS}__{args.configuration}" / "fold_0"
+    log = workdir / "logs" / f"{trainer}__seed{seed}.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    record = {"trainer": trainer, "seed": seed, "resumed": fold.exists(), "train_s": 0.0}
+    if not (fold / "checkpoint_final.pth").is_file():
+        # --c continues from checkpoint_latest (or starts afresh, nnU-Net says so, when there is none)
+        start = time.perf_counter()
+        pipeline.train(DATASET_ID, args.configuration, 0, trainer, run_env, device=args.device,
+                       extra=["--c"] if fold.exists() else [], log_file=log, echo=False)
+        record["train_s"] = time.perf_counter() - start
+    evaluation = workdir / "evaluation" / trainer / f"seed_{seed}"
+    start = time.perf_counter()
+    pipeline.run([sys.executable, "-m", "nnunet_prism.cli", "evaluate", "-d", str(DATASET_ID), "-c",
+                  args.configuration, "-tr", trainer, "-f", "0", "-i", str(Path(setup["heldout"]) / "imagesTr"),
+                  "-l", str(Path(setup["heldout"]) / "labelsTr"), "-o", str(evaluation), "-device", args.device,
+                  *([] if args.tta else ["--disable_tta"])], run_env, log_file=log, echo=False)
+    epochs = epoch_times(fold)
+    record.update({"evaluate_s": time.perf_counter() - start, "epoch_times_s": epochs,
+                   "s_per_iteration": sum(epochs) / (len(epochs) * args.iterations) if epochs else None,
+                   "evaluation": str(evaluation.relative_to(workdir)), "fold": str(fold.relative_to(workdir))})
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def analyse(workdir: Path, runs: dict, args, report: dict) -> str:
+    """Statistics over the finished runs -> report (in place), quality_dice.png; returns summary.md."""
+    from nnunet_prism.evaluation.results import SubsetResults
+
+    tables = {}
+    for trainer in args.trainers:
+        done = {r["seed"]: SubsetResults.load_json(workdir / r["evaluation"] / "subsets.json")
+                for r in runs.values() if r["trainer"] == trainer}
+        if done:
+            tables[trainer] = quality_stats.DiceTable.from_subset_results(trainer, done)
+    if not tables:
+        return "no finished runs yet\n"
+    first = next(iter(tables.values()))
+    modalities = SubsetResults.load_json(workdir / next(iter(runs.values()))["evaluation"] / "subsets.json").modalities
+    most_missing = modalities[max(range(len(MISSING_RATES)), key=lambda i: MISSING_RATES[i])]
+    report["summaries"] = {t: quality_stats.trainer_summary(table, most_missing) for t, table in tables.items()}
+    pairs = [(t, QUALITY_BASELINE) for t in tables if t != QUALITY_BASELINE] + EXTRA_COMPARISONS
+    report["comparisons"] = [quality_stats.compare(tables[a], tables[b]) for a, b in pairs
+                             if a in tables and b in tables]
+    report["per_case_dice"] = {t: {"seeds": table.seeds, "subsets": table.subsets, "cases": table.cases,
+                                   "regions": table.regions, "dice": table.dice.tolist()}
+                               for t, table in tables.items()}
+    title = (f"Dice per subset after {args.epochs} x {args.iterations} iterations, {args.configuration}, "
+             f"seeds {', '.join(map(str, args.seeds))} (error bars: std over seeds)")
+    quality_stats.plot_subset_dice(list(tables.values()), workdir / "quality_dice.png", title)
+    s = report["setup"]
+    header = [f"# Quality benchmark: {len(tables)} trainers x seeds {', '.join(map(str, args.seeds))}", "",
+              f"Machine: {report['machine']}; device {args.device}; {report['date']}; command: `{report['command']}`",
+              "", f"nnU-Net `{s['configuration']}` on {'x'.join(map(str, s['shape']))} synthetic volumes "
+                  f"(patch {s['patch_size']}, batch {s['batch_size']}); {s['num_cases']} training cases "
+                  f"(fold 0) with missing rates FLAIR/T1/T1c/T2 {'/'.join(map(str, MISSING_RATES))}; "
+                  f"{args.epochs} epochs x {args.iterations} iterations per run; {len(first.cases)} complete "
+                  f"held-out cases, 15 subsets; regions {', '.join(first.regions)}; test-time mirroring "
+                  f"{'on' if s['tta'] else 'off'}.", ""]
+    if report["missing_runs"]:
+        header += [f"**Not finished yet** ({len(report['missing_runs'])}): {', '.join(report['missing_runs'])}.", ""]
+    header += ["| trainer | runs | s / iteration (nnU-Net epoch time) | train per run | evaluate per run |",
+               "|---|---|---|---|---|"]
+    for trainer in tables:
+        mine = [r for r in runs.values() if r["trainer"] == trainer]
+        per_it = [r["s_per_iteration"] for r in mine if r.get("s_per_iteration")]
+        header.append(f"| {trainer} | {len(mine)} | {_mean_text(per_it, '.2f')} s | "
+                      f"{_mean_text([r['train_s'] for r in mine if r['train_s']], '.0f')} s | "
+                      f"{_mean_text([r['evaluate_s'] for r in mine], '.0f')} s |")
+    return quality_stats.summary_markdown(report["summaries"], report["comparisons"], first.regions, header)
+
+
+def json_safe(value):
+    """NaN (a mean over nothing, a std of one seed) as null: results.json stays strict JSON."""
+    if isinstance(value, float):
+        return None if value != value else value
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _mean_text(values, spec: str) -> str:
+    return format(sum(values) / len(values), spec) if values else "–"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.trainers = list(dict.fromkeys(args.trainers))
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = pipeline.nnunet_environment(workdir)
+    env.setdefault("nnUNet_n_proc_DA", "0")  # the seed makes CPU runs repeatable only without DA workers
+    setup = prepare(workdir, env, args)
+    report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": "python " + " ".join(sys.argv),
+              "setup": {**setup["setup"], "patch_size": setup["patch_size"], "batch_size": setup["batch_size"]},
+              "trainers": args.trainers, "seeds": args.seeds, "runs": {}, "missing_runs": []}
+    todo = [(trainer, seed) for seed in args.seeds for trainer in args.trainers]  # every trainer's seed 0 first
+    start = time.perf_counter()
+    for i, (trainer, seed) in enumerate(todo):
+        key = f"{trainer}__seed{seed}"
+        print(f"[{i + 1}/{len(todo)}] {key} (+{time.perf_counter() - start:.0f} s)", flush=True)
+        try:
+            report["runs"][key] = run_one(trainer, seed, workdir, env, setup, args)
+        except pipeline.PipelineError as error:  # the others still run; a rerun retries this one
+            print(f"  FAILED: {error}", flush=True)
+            report["missing_runs"].append(key)
+    summary = analyse(workdir, report["runs"], args, report)
+    (workdir / "results.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
+    (workdir / "summary.md").write_text(summary)
+    print(summary)
+    print(f"written: {workdir / 'results.json'}, {workdir / 'summary.md'}, {workdir / 'quality_dice.png'}")
+    return 1 if report["missing_runs"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Statistics of the multi-seed quality benchmark (``benchmarks/quality.py``), on plain arrays.
+
+One trainer's results are a ``DiceTable``: Dice per (seed, modality subset, held-out case,
+region), e.g. (3, 15, 8, 3). From it:
+
+* ``trainer_summary``: per seed, the mean over the subsets (per region and averaged over
+  regions), the worst subset, the most-missing modality alone and the full set, each reported as
+  mean +- sample standard deviation over the seeds (``mean_std``);
+* ``compare``: trainer A against trainer B, paired on (seed, case): per subset the mean
+  difference of the per-(seed, case) mean-over-regions Dice and a two-sided Wilcoxon signed-rank
+  test (``scipy.stats.wilcoxon``, zero differences dropped), the same on all subsets pooled, and
+  how many subsets improve (mean difference > 0) and how many do so significantly;
+* ``plot_subset_dice``: per-subset Dice of every trainer with seed error bars (PNG);
+* ``summary_markdown``: the tables of ``summary.md``.
+
+Seed s of trainer A is paired with seed s of trainer B: seeds are independent replicates, the
+pairing that matters is the case (both trainers scored on the same image). The pooled test treats
+the 15 subsets of a case as separate pairs although they share the image; it summarises, the
+per-subset tests are the ones to cite. NaN Dice (nnU-Net's convention: a region absent from the
+reference and the prediction) is skipped in every mean and drops the pair from a test.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+SIGNIFICANCE = 0.05
+
+
+def nanmean(values, axis=None):
+    """Mean that skips NaN and gives NaN (no warning) where nothing is left."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.asarray(values, dtype=float), axis=axis)
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    """(mean, sample standard deviation, ddof=1) of the finite ``values``; std is NaN for fewer
+    than two values, both NaN for none."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    std = float(np.std(finite, ddof=1)) if finite.size > 1 else float("nan")
+    return float(finite.mean()), std
+
+
+@dataclass
+class DiceTable:
+    """Dice of one trainer: ``dice[seed, subset, case, region]`` (NaN where not scored)."""
+    trainer: str
+    seeds: List[int]
+    subsets: List[str]
+    cases: List[str]
+    regions: List[str]
+    dice: np.ndarray
+
+    def __post_init__(self):
+        self.dice = np.asarray(self.dice, dtype=float)
+        expected = (len(self.seeds), len(self.subsets), len(self.cases), len(self.regions))
+        if self.dice.shape != expected:
+            raise ValueError(f"{self.trainer}: Dice array of shape {self.dice.shape}, expected {expected} "
+                             "(seeds, subsets, cases, regions)")
+
+    @classmethod
+    def from_subset_results(cls, trainer: str, per_seed: Mapping[int, object]) -> "DiceTable":
+        """From ``{seed: SubsetResults}`` (``nnunet_prism evaluate``'s ``subsets.json``, loaded):
+        subsets in its order, cases sorted (the union over subsets and seeds; NaN where absent)."""
+        seeds = sorted(per_seed)
+        if not seeds:
+            raise ValueError(f"{trainer}: no results")
+        first = per_seed[seeds[0]]
+        subsets, regions = list(first.subset_names), list(first.regions)
+        cases = sorted({c for r in per_seed.values() for s in subsets for c in r.cases(s)})
+        dice = np.full((len(seeds), len(subsets), len(cases), len(regions)), np.nan)
+        for i, seed in enumerate(seeds):
+            results = per_seed[seed]
+            if list(results.subset_names) != subsets or list(results.regions) != regions:
+                raise ValueError(f"{trainer}: seed {seed} was evaluated on other subsets or regions than seed "
+                                 f"{seeds[0]}")
+            for j, subset in enumerate(subsets):
+                values = results.per_case(subset, "Dice")
+                for case, row in zip(results.cases(subset), values):
+                    dice[i, j, cases.index(case)] = row
+        return cls(trainer, seeds, subsets, cases, regions, dice)
+
+    def case_dice(self) -> np.ndarray:
+        """(seeds, subsets, cases): mean over regions."""
+        return nanmean(self.dice, axis=3)
+
+    def subset_dice(self) -> np.ndarray:
+        """(seeds, subsets, regions): mean over cases, per seed."""
+        return nanmean(self.dice, axis=2)
+
+    def subset_index(self, name: str) -> int:
+        if name not in self.subsets:
+            raise ValueError(f"{self.trainer}: no subset '{name}' (have {', '.join(self.subsets)})")
+        return self.subsets.index(name)
+
+
+def _stat(values) -> Dict[str, object]:
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "per_seed": [float(v) for v in values]}
+
+
+def trainer_summary(table: DiceTable, most_missing: str, full_set: Optional[str] = None) -> Dict[str, object]:
+    """Per trainer, each as {mean, std, per_seed} over seeds:
+
+    ``mean_15``: {region: ..., "mean": ...} of the mean over subsets (of the per-subset mean over
+    cases); ``worst_subset``: the subset lowest in the seed-averaged mean-over-regions Dice and
+    its Dice; ``most_missing_alone`` and ``full_set`` (default: the last subset, all modalities):
+    per region and averaged; ``per_subset``: {subset: mean-over-regions Dice}."""
+    per_seed = table.subset_dice()                      # (seeds, subsets, regions)
+    over_regions = nanmean(per_seed, axis=2)            # (seeds, subsets)
+    mean_15 = nanmean(per_seed, axis=1)                 # (seeds, regions)
+    summary = {"mean_15": {r: _stat(mean_15[:, k]) for k, r in enumerate(table.regions)}}
+    summary["mean_15"]["mean"] = _stat(nanmean(over_regions, axis=1))
+    seed_mean = nanmean(over_regions, axis=0)
+    if np.isnan(seed_mean).all():
+        summary["worst_subset"] = {"subset": None, **_stat([float("nan")] * len(table.seeds))}
+    else:
+        worst = int(np.nanargmin(seed_mean))
+        summary["worst_subset"] = {"subset": table.subsets[worst], **_stat(over_regions[:, worst])}
+    for key, name in (("most_missing_alone", most_missing), ("full_set", full_set or table.subsets[-1])):
+        j = table.subset_index(name)
+        summary[key] = {"subset": name, "mean": _stat(over_regions[:, j]),
+                        **{r: _stat(per_seed[:, j, k]) for k, r in enumerate(table.regions)}}
+    summary["per_subset"] = {s: _stat(over_regions[:, j]) for j, s in enumerate(table.subsets)}
+    return summary
+
+
+def wilcoxon_test(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
+    """Two-sided Wilcoxon signed-rank test of paired ``a`` - ``b`` (``scipy.stats.wilcoxon``,
+    zero differences dropped). Pairs with a NaN are left out. Returns n (pairs used), mean and
+    median difference, the statistic and the p-value (1 when every difference is zero, NaN
+    without pairs)."""
+    from scipy.stats import wilcoxon
+
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired test needs arrays of one length, got {a.size} and {b.size}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    d = a[keep] - b[keep]
+    out = {"n": int(d.size), "mean_diff": float(d.mean()) if d.size else float("nan"),
+           "median_diff": float(np.median(d)) if d.size else float("nan")}
+    if d.size == 0:
+        return {**out, "statistic": float("nan"), "p_value": float("nan")}
+    if not np.any(d != 0):
+        return {**out, "statistic": 0.0, "p_value": 1.0}
+    result = wilcoxon(d, zero_method="wilcox", alternative="two-sided")
+    return {**out, "statistic": float(result.statistic), "p_value": float(result.pvalue)}
+
+
+def _paired(a: DiceTable, b: DiceTable) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+    """(seeds, subsets, cases) mean-over-regions Dice of both, on their common seeds and cases."""
+    if a.subsets != b.subsets:
+        raise ValueError(f"{a.trainer} and {b.trainer} were evaluated on different subsets")
+    seeds = [s for s in a.seeds if s in b.seeds]
+    cases = [c for c in a.cases if c in b.cases]
+    if not seeds or not cases:
+        raise ValueError(f"{a.trainer} and {b.trainer} share no seed or no case")
+
+    def pick(t: DiceTable) -> np.ndarray:
+        values = t.case_dice()
+        return values[[t.seeds.index(s) for s in seeds]][:, :, [t.cases.index(c) for c in cases]]
+
+    return pick(a), pick(b), seeds
+
+
+def compare(a: DiceTable, b: DiceTable, alpha: float = SIGNIFICANCE) -> Dict[str, object]:
+    """``a`` against ``b``, paired on (seed, case): per subset and pooled over subsets a
+    ``wilcoxon_test`` of the mean-over-regions Dice; ``improved``: subsets whose mean difference
+    is > 0; ``improved_significant`` / ``worse_significant``: those with p < ``alpha`` too."""
+    va, vb, seeds = _paired(a, b)
+    per_subset = {s: wilcoxon_test(va[:, j], vb[:, j]) for j, s in enumerate(a.subsets)}
+    pooled = wilcoxon_test(va, vb)
+
+    def count(sign: int, significant: bool) -> int:
+        return sum(1 for r in per_subset.values() if np.sign(r["mean_diff"]) == sign
+                   and (not significant or r["p_value"] < alpha))
+
+    return {"a": a.trainer, "b": b.trainer, "seeds": seeds, "alpha": alpha, "per_subset": per_subset,
+            "pooled": pooled, "subsets": len(a.subsets), "improved": count(1, False),
+            "improved_significant": count(1, True), "worse_significant": count(-1, True)}
+
+
+# ------------------------------------------------------------------------------------ output
+
+def _pm(stat: Mapping, digits: int = 3) -> str:
+    mean, std = stat["mean"], stat["std"]
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    return f"{mean:.{digits}f}" + ("" if std is None or math.isnan(std) else f" ± {std:.{digits}f}")
+
+
+def _p(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "–"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def summary_markdown(summaries: Mapping[str, Mapping], comparisons: Sequence[Mapping], regions: Sequence[str],
+                     header: Sequence[str] = ()) -> str:
+    """``summary.md``: the per-trainer table (mean ± std over seeds) and one table per comparison."""
+    lines = list(header)
+    lines += ["", "Dice (mean ± std over seeds; per seed: mean over held-out cases, then over the 15 subsets):", "",
+              "| trainer | seeds | mean (15 subsets) | " + " | ".join(regions) +
+              " | worst subset | most-missing alone | full set |",
+              "|---|---|---|" + "---|" * len(regions) + "---|---|---|"]
+    for trainer, s in summaries.items():
+        w, mm, full = s["worst_subset"], s["most_missing_alone"], s["full_set"]
+        lines.append(f"| {trainer} | {len(s['mean_15']['mean']['per_seed'])} | {_pm(s['mean_15']['mean'])} | "
+                     + " | ".join(_pm(s["mean_15"][r]) for r in regions)
+                     + f" | {w['subset']} {_pm(w)} | {mm['subset']} {_pm(mm['mean'])} | {_pm(full['mean'])} |")
+    for c in comparisons:
+        pooled = c["pooled"]
+        lines += ["", f"### {c['a']} vs {c['b']}", "",
+                  f"Paired on (seed, case), seeds {', '.join(map(str, c['seeds']))}; difference of the "
+                  f"mean-over-regions Dice ({c['a']} − {c['b']}); two-sided Wilcoxon signed-rank. "
+                  f"Improved subsets: **{c['improved']} of {c['subsets']}** "
+                  f"({c['improved_significant']} with p < {c['alpha']}; {c['worse_significant']} significantly "
+                  f"worse). All subsets pooled: mean difference {pooled['mean_diff']:+.3f}, "
+                  f"p = {_p(pooled['p_value'])} (n = {pooled['n']}).", "",
+                  "| subset | mean difference | median difference | n | p |", "|---|---|---|---|---|"]
+        for subset, r in c["per_subset"].items():
+            mark = " *" if r["p_value"] < c["alpha"] else ""
+            lines.append(f"| {subset} | {r['mean_diff']:+.3f} | {r['median_diff']:+.3f} | {r['n']} | "
+                         f"{_p(r['p_value'])}{mark} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_subset_dice(tables: Sequence[DiceTable], path, title: str = ""):
+    """Grouped bars: per subset, each trainer's mean-over-regions Dice (mean over seeds), error
+    bars the standard deviation over seeds; the 15-subset mean as the last group."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    subsets = list(tables[0].subsets) + ["Mean"]
+    x = np.arange(len(subsets))
+    width = 0.8 / len(tables)
+    fig, ax = plt.subplots(figsize=(max(10, 0.9 * len(subsets)), 4.8))
+    for i, t in enumerate(tables):
+        per_seed = nanmean(t.subset_dice(), axis=2)                     # (seeds, subsets)
+        per_seed = np.concatenate([per_seed, nanmean(per_seed, axis=1)[:, None]], axis=1)
+        stats = [mean_std(per_seed[:, j]) for j in range(per_seed.shape[1])]
+        means = np.array([m for m, _ in stats])
+        errors = np.nan_to_num(np.array([s for _, s in stats]))
+        ax.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=errors, capsize=2, label=t.trainer.replace(
+            "nnUNetTrainer", "") or t.trainer)
+    ax.set_xticks(x)
+    ax.set_xticklabels(subsets, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("Dice (mean over regions and cases)")
+    ax.set_ylim(0, 1)
+    ax.axvline(len(subsets) - 1.5, color="grey", lw=0.8)
+    ax.set_title(title or "Dice per modality subset (error bars: std over seeds)", fontsize=10)
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
