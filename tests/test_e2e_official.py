@@ -36,7 +36,7 @@ def test_preset_official_trains_prism_shaspec_and_gmd(region_dataset, tmp_path):
     ds = region_dataset
 
     # PRISM: epoch 0 is the warm-up (an explicit value wins over the preset's 0), epoch 1 official
-    env = ds.train_env(**{**SHORT_SCHEDULE, "num_epochs": 2})
+    env = ds.train_env(**{**SHORT_SCHEDULE, "num_epochs": 2, "num_iterations_per_epoch": 1})
     r = cli("train", ds.dataset_id, "3d_fullres", FOLD, "-tr", "nnUNetTrainerPRISM", "--hp", "preset=official",
             "--hp", "region_fusion_start_epoch=1", "-device", "cpu", env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -52,8 +52,9 @@ def test_preset_official_trains_prism_shaspec_and_gmd(region_dataset, tmp_path):
     e_curve = [checkpoint["logging"][f"prism_E_{m}"] for m in ("FLAIR", "T1", "T1c", "T2")]
     assert [c[0] for c in e_curve] == state["fixed"].tolist(), "E^m does not move during the warm-up"
 
-    # ShaSpec and GMD: the preset for every trainer, through nnUNetv2_train
-    env = ds.train_env(**SHORT_SCHEDULE, preset="official")
+    # ShaSpec and GMD: the preset for every trainer, through nnUNetv2_train (GMD: 2 subsets per step,
+    # each needs its own encoder backward with the official merge)
+    env = ds.train_env(**SHORT_SCHEDULE, preset="official", nnUNetTrainerGMD={"gmd_subsets": 2})
     for trainer, trainer_class in (("nnUNetTrainerShaSpec", nnUNetTrainerShaSpec),
                                    ("nnUNetTrainerGMD", nnUNetTrainerGMD)):
         pipeline.train(ds.dataset_id, "3d_fullres", FOLD, trainer, env, echo=False, log_file=tmp_path / f"{trainer}.log")
