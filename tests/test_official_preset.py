@@ -21,8 +21,8 @@ from nnunet_prism.training.hyperparameters import collect_presets, markdown_tabl
 from nnunet_prism.training.nnUNetTrainerGMD import nnUNetTrainerDS, nnUNetTrainerGMD, subset_losses
 from nnunet_prism.training.nnUNetTrainerPRISM import nnUNetTrainerPRISM
 from nnunet_prism.training.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec
-from test_shaspec import single_thread  # noqa: F401  (autouse: one torch thread)
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 FIXTURES = Path(__file__).parent / "fixtures" / "official"
 TOL = 1e-5
 
