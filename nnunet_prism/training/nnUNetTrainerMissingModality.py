@@ -26,8 +26,8 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
         "unimodal_deep_supervision": Hyperparameter("bool", False, "deep supervision on the unimodal outputs too "
                                                                    "(PASSION applies it to the fused output)"),
         "activation_checkpointing": Hyperparameter(
-            "choice", "auto", "recompute encoder passes and decoder rows in the backward pass (same losses and "
-                              "gradients, less memory, about one more forward); `auto`: on when training on CUDA, "
+            "choice", "auto", "recompute encoder passes, decoder rows (and PRISM's distillation terms) in the "
+                              "backward pass (same losses and gradients, less memory, about one more forward); `auto`: on when training on CUDA, "
                               "where the step must fit the VRAM nnU-Net planned for its own network",
             choices=("auto", "on", "off")),
     }

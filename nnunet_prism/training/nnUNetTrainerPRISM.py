@@ -16,6 +16,7 @@ sample of the batch, the omega gate on the batch-summed RP, the semantic loss we
 every 100 epochs, RP-gated E^m-weighted unimodal losses; ``region_fusion_start_epoch`` is the
 official warm-up (before it only the unimodal losses train; official runs use 0).
 """
+from functools import partial
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,6 +29,7 @@ from nnunet_prism.losses import (DEFAULT_GAMMA, DEFAULT_LAMBDA_PIXEL, DEFAULT_LA
 from nnunet_prism.losses.preference import RP_STATISTICS, RULES, SCOPES, unimodal_weights
 from nnunet_prism.losses.unimodal import unimodal_losses
 from nnunet_prism.modalities import missing_rates
+from nnunet_prism.networks.decoding import checkpointed
 from nnunet_prism.training.distributed import is_distributed, reduce_preference_state, sum_over_ranks
 from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter, HyperparameterError
 from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
@@ -179,9 +181,12 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         upsample = self.kl_levels == "upsampled"
         ds_weights = self.loss.weight_factors if isinstance(self.loss, DeepSupervisionWrapper) and not upsample \
             else None
-        distillation, dstats = prism_objective(output, inputs.target, self.preference.coefficients(self.device) *
-                                               self.cch_students, self.label_manager, ds_weights, self.temperature,
-                                               self.lambda1, self.lambda2, self.kl_prob_floor, **self.official_options())
+        objective = partial(prism_objective, output, inputs.target, self.preference.coefficients(self.device) *
+                            self.cch_students, self.label_manager, ds_weights, self.temperature, self.lambda1,
+                            self.lambda2, self.kl_prob_floor, **self.official_options())
+        # with activation checkpointing the distillation terms are recomputed in the backward pass:
+        # their normalised features and softened logits are the largest tensors of the step
+        distillation, dstats = checkpointed(objective) if self.checkpointing_in_force else objective()
         self.preference.update_batch(dstats["rp"], dstats["rp_valid"], dstats["gap"])
         warm_up = self.current_epoch < self.region_fusion_start_epoch
         if self.unimodal_preference or warm_up:
