@@ -90,7 +90,8 @@ def trained(tmp_path_factory):
             env = dataset.train_env(**SHORT_SCHEDULE)
             log = tmp_path_factory.mktemp(f"train_{trainer}") / "train.log"
             pipeline.train(dataset.dataset_id, "3d_fullres", 0, trainer, env, echo=False, log_file=log)
-            folder = next((dataset.workdir / "nnUNet_results").glob(f"*/{trainer}__nnUNetPlans__3d_fullres"))
+            results = dataset.workdir / "nnUNet_results"
+            folder = next(results.glob(f"Dataset{dataset.dataset_id:03d}_*/{trainer}__nnUNetPlans__3d_fullres"))
             cache[key] = TrainedModel(dataset, trainer, folder, env)
         return cache[key]
 

@@ -34,10 +34,12 @@ def without_record(dataset):
     return name
 
 
-def fold_masks(dataset, dataset_id, monkeypatch):
-    """(training table, validation masks, source) of fold 0 as the trainer builds them."""
-    for root in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+def fold_masks(dataset, dataset_id, monkeypatch, results):
+    """(training table, validation masks, source) of fold 0 as the trainer builds them (its
+    output folder in ``results``, away from the session's trained models)."""
+    for root in ("nnUNet_raw", "nnUNet_preprocessed"):
         monkeypatch.setenv(root, str(dataset.workdir / root))
+    monkeypatch.setenv("nnUNet_results", str(results))
     monkeypatch.setenv("nnUNet_prism_hparams", json.dumps({"missing_rates": [0.0, 0.0, 0.5, 0.0]}))
     trainer = run_training.get_trainer_from_args(str(dataset_id), "3d_fullres", 0, "nnUNetTrainerPRISM",
                                                  device=torch.device("cpu"))
@@ -47,10 +49,10 @@ def fold_masks(dataset, dataset_id, monkeypatch):
 
 
 @pytest.mark.e2e
-def test_masks_rates_and_evaluated_subsets_equal_with_and_without_record(region_dataset, monkeypatch):
+def test_masks_rates_and_evaluated_subsets_equal_with_and_without_record(region_dataset, monkeypatch, tmp_path):
     name = without_record(region_dataset)
-    table, val, source, coefficients = fold_masks(region_dataset, region_dataset.dataset_id, monkeypatch)
-    table_nr, val_nr, source_nr, coefficients_nr = fold_masks(region_dataset, NO_RECORD_ID, monkeypatch)
+    table, val, source, coefficients = fold_masks(region_dataset, region_dataset.dataset_id, monkeypatch, tmp_path)
+    table_nr, val_nr, source_nr, coefficients_nr = fold_masks(region_dataset, NO_RECORD_ID, monkeypatch, tmp_path)
     assert (source, source_nr) == (RECORDED, FROM_DATA)
     assert table.keys() == table_nr.keys() and all(np.array_equal(table[k], table_nr[k]) for k in table)
     np.testing.assert_array_equal(val, val_nr)

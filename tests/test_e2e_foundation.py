@@ -28,7 +28,8 @@ def test_train_and_predict_through_nnunet_cli(region_dataset, tmp_path):
     env = ds.train_env(num_epochs=1, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1)
     pipeline.train(ds.dataset_id, "3d_fullres", 0, TRAINER, env, echo=False, log_file=tmp_path / "train.log")
 
-    fold = next((ds.workdir / "nnUNet_results").glob(f"*/{TRAINER}__nnUNetPlans__3d_fullres")) / "fold_0"
+    results = ds.workdir / "nnUNet_results"
+    fold = next(results.glob(f"Dataset{ds.dataset_id:03d}_*/{TRAINER}__nnUNetPlans__3d_fullres")) / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file()
     hp = json.loads((fold / "hyperparameters.json").read_text())
     assert hp["num_iterations_per_epoch"] == 2 and hp["modality_dropout"] == 0.5

@@ -20,7 +20,8 @@ FOLD = 1
 
 
 def _fold(ds, trainer):
-    return next((ds.workdir / "nnUNet_results").glob(f"*/{trainer}__nnUNetPlans__3d_fullres")) / f"fold_{FOLD}"
+    results = ds.workdir / "nnUNet_results"
+    return next(results.glob(f"Dataset{ds.dataset_id:03d}_*/{trainer}__nnUNetPlans__3d_fullres")) / f"fold_{FOLD}"
 
 
 def _recorded(fold, trainer_class, explicit=()):
