@@ -26,8 +26,8 @@ from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast
 
 from nnunet_prism.deep_supervision import full_resolution
-from nnunet_prism.modalities import zero_absent_channels
-from nnunet_prism.training.hyperparameters import Hyperparameter, HyperparameterMixin
+from nnunet_prism.modalities import modality_names, zero_absent_channels
+from nnunet_prism.training.hyperparameters import Hyperparameter, HyperparameterMixin, load_overrides, resolve
 from nnunet_prism.training.modality_masking import ModalityMaskingMixin, check_missing_rates
 from nnunet_prism.training.progress import MethodCurvesLogger
 from nnunet_prism.training.pseudo_dice import hard_counts
@@ -77,9 +77,11 @@ class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTr
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
+        # checked before nnU-Net's __init__ writes anything (its log file) into the fold folder
+        values = resolve(type(self), load_overrides())
+        self.check_against_dataset(values, modality_names(dataset_json))
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.apply_hyperparameters()
-        self.check_against_dataset(self.hyperparameters, self.modality_names)
+        self.apply_hyperparameters(values)  # after nnU-Net's own defaults (num_epochs, ...)
         self._trained_in_this_run = False
         self._resumed_at_epoch = None
         self.logger.local_logger = MethodCurvesLogger({}, get_state=self.checkpoint_state,

@@ -315,8 +315,9 @@ class HyperparameterMixin:
         "save_every": Hyperparameter("int", 50, "epochs between checkpoints (nnU-Net)", minimum=1),
     }
 
-    def apply_hyperparameters(self) -> None:
-        self.hyperparameters = resolve(type(self), load_overrides())
+    def apply_hyperparameters(self, values: Optional[Dict[str, Any]] = None) -> None:
+        """Set the values in force (``values``, or resolved now) as attributes."""
+        self.hyperparameters = resolve(type(self), load_overrides()) if values is None else dict(values)
         for name, value in self.hyperparameters.items():
             setattr(self, name, value)
 
