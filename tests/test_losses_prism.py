@@ -4,12 +4,14 @@ import math
 
 import pytest
 import torch
+from loss_helpers import pair_rows
 
 from nnunet_prism.losses import (DEFAULT_GAMMA, DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO,
                                  DEFAULT_TEMPERATURE, PreferenceState, deep_supervision_weights,
                                  kl_divergence_map, pixel_distillation_loss, preference_mask,
                                  prism_distillation_loss, prototype_distillation,
                                  relative_preference)
+from nnunet_prism.losses.preference import combine_distillation
 
 SPATIAL = {2: (3, 4), 3: (2, 3, 2)}
 
@@ -41,8 +43,9 @@ def test_pixel_zero_when_student_equals_teacher(dims, region_based, prob_floor):
     teacher = torch.randn(b, c, *SPATIAL[dims], generator=_gen(1)) * 5
     student = teacher.unsqueeze(1).repeat(1, m, *[1] * (dims + 1))
     mask = torch.ones(b, m, dtype=torch.bool)
-    per_mod, per_sample = pixel_distillation_loss(teacher, student, mask, region_based=region_based,
-                                                  prob_floor=prob_floor, return_per_sample=True)
+    rows, pairs = pair_rows(student, mask)
+    per_mod, per_sample = pixel_distillation_loss(teacher, rows, mask, region_based=region_based,
+                                                  prob_floor=prob_floor, return_per_sample=True, pairs=pairs)
     assert per_mod.shape == (m,) and per_sample.shape == (b, m)
     assert torch.allclose(per_mod, torch.zeros(m), atol=1e-6)
     assert torch.allclose(per_sample, torch.zeros(b, m), atol=1e-6)
@@ -66,8 +69,9 @@ def test_pixel_softmax_kl_known_value():
     teacher = torch.tensor(t_logits).T.reshape(1, 2, 1, 2)           # (B, C, 1, 2): 2D, 2 voxels
     student = torch.tensor(s_logits).T.reshape(1, 1, 2, 1, 2)        # (B, M=1, C, 1, 2)
     mask = torch.ones(1, 1, dtype=torch.bool)
-    got_sum = pixel_distillation_loss(teacher, student, mask, temperature=T, class_reduction="sum")
-    got_mean = pixel_distillation_loss(teacher, student, mask, temperature=T)
+    rows, pairs = pair_rows(student, mask)
+    got_sum = pixel_distillation_loss(teacher, rows, mask, temperature=T, class_reduction="sum", pairs=pairs)
+    got_mean = pixel_distillation_loss(teacher, rows, mask, temperature=T, pairs=pairs)
     assert got_sum.item() == pytest.approx(expected_sum, rel=1e-5)
     assert got_mean.item() == pytest.approx(expected_sum / 2, rel=1e-5)  # mean over C = 2 classes
     # the KL map itself, summed over classes, is the per-voxel KL
@@ -87,8 +91,9 @@ def test_pixel_bernoulli_kl_known_value():
     expected = T * T * sum(kls) / 2
     teacher = torch.tensor(t_logits).reshape(1, 1, 2, 1, 1)          # 3D: (B, R, 2, 1, 1)
     student = torch.tensor(s_logits).reshape(1, 1, 1, 2, 1, 1)
-    got = pixel_distillation_loss(teacher, student, torch.ones(1, 1, dtype=torch.bool),
-                                  temperature=T, region_based=True)
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    rows, pairs = pair_rows(student, mask)
+    got = pixel_distillation_loss(teacher, rows, mask, temperature=T, region_based=True, pairs=pairs)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -99,8 +104,9 @@ def test_pixel_official_clamp_matches_formula():
     pt = [max(p, 0.005) for p in _softmax([8.0, 0.0])]
     ps = [max(p, 0.005) for p in _softmax([0.0, 8.0])]
     expected = sum(a * (math.log(a) - math.log(b)) for a, b in zip(pt, ps)) / 2
-    got = pixel_distillation_loss(teacher, student, torch.ones(1, 1, dtype=torch.bool),
-                                  temperature=T, prob_floor=0.005)
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    rows, pairs = pair_rows(student, mask)
+    got = pixel_distillation_loss(teacher, rows, mask, temperature=T, prob_floor=0.005, pairs=pairs)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -110,8 +116,9 @@ def test_pixel_gradient_to_students_only_and_absent_modality(region_based):
     teacher = torch.randn(b, c, 4, 4, generator=_gen(2), requires_grad=True)
     student = torch.randn(b, m, c, 4, 4, generator=_gen(3), requires_grad=True)
     mask = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=torch.bool)  # modality 2 absent
-    per_mod, per_sample = pixel_distillation_loss(teacher, student, mask, region_based=region_based,
-                                                  return_per_sample=True)
+    rows, pairs = pair_rows(student, mask)
+    per_mod, per_sample = pixel_distillation_loss(teacher, rows, mask, region_based=region_based,
+                                                  return_per_sample=True, pairs=pairs)
     per_mod.sum().backward()
     assert teacher.grad is None
     assert per_mod[2].item() == 0.0
@@ -132,7 +139,9 @@ def test_pixel_gradient_to_students_only_and_absent_modality(region_based):
 def test_pixel_empty_mask_gives_zero():
     teacher = torch.randn(2, 3, 4, 4)
     student = torch.randn(2, 2, 3, 4, 4, requires_grad=True)
-    loss = pixel_distillation_loss(teacher, student, torch.zeros(2, 2, dtype=torch.bool))
+    mask = torch.zeros(2, 2, dtype=torch.bool)
+    rows, pairs = pair_rows(student, mask)
+    loss = pixel_distillation_loss(teacher, rows, mask, pairs=pairs)
     assert torch.all(loss == 0)
     loss.sum().backward()  # still differentiable (trivially)
 
@@ -143,17 +152,18 @@ def test_pixel_deep_supervision_weighting():
                 torch.randn(b, c, 2, 2, generator=_gen(6))]
     students = [torch.randn(b, m, *t.shape[1:], generator=_gen(7 + i)) for i, t in enumerate(teachers)]
     mask = torch.tensor([[1, 1], [1, 0]], dtype=torch.bool)
-    single = [pixel_distillation_loss(t, s, mask) for t, s in zip(teachers, students)]
+    students, pairs = pair_rows(students, mask)
+    single = [pixel_distillation_loss(t, s, mask, pairs=pairs) for t, s in zip(teachers, students)]
     # default: 1, 1/2, 1/4 normalised
     w = torch.tensor([1, 0.5, 0.25]) / 1.75
     expected = sum(wi * li for wi, li in zip(w, single))
-    assert torch.allclose(pixel_distillation_loss(teachers, students, mask), expected, rtol=1e-5)
+    assert torch.allclose(pixel_distillation_loss(teachers, students, mask, pairs=pairs), expected, rtol=1e-5)
     # explicit weights are normalised; a zero weight skips its level (nnU-Net's last level)
-    got = pixel_distillation_loss(teachers, students, mask, ds_weights=[2.0, 2.0, 0.0])
+    got = pixel_distillation_loss(teachers, students, mask, ds_weights=[2.0, 2.0, 0.0], pairs=pairs)
     assert torch.allclose(got, 0.5 * single[0] + 0.5 * single[1], rtol=1e-5)
     assert deep_supervision_weights(2, [0.75, 0.25]) == [0.75, 0.25]
     with pytest.raises(ValueError):
-        pixel_distillation_loss(teachers, students[:2], mask)
+        pixel_distillation_loss(teachers, students[:2], mask, pairs=pairs)
 
 
 # ---------------------------------------------------------------- prototype distillation
@@ -184,7 +194,9 @@ def test_proto_zero_when_student_equals_teacher(dims, region_based):
     tf = torch.randn(b, f, *spatial, generator=_gen(8))
     sf = tf.unsqueeze(1).repeat(1, m, *[1] * (dims + 1))
     target = _region_target(b, spatial, 3) if region_based else _label_target(b, spatial, 4)
-    res = prototype_distillation(tf, sf, target, torch.ones(b, m, dtype=torch.bool), region_based)
+    mask = torch.ones(b, m, dtype=torch.bool)
+    rows, pairs = pair_rows(sf, mask)
+    res = prototype_distillation(tf, rows, target, mask, region_based, pairs=pairs)
     assert res.loss.shape == res.gap.shape == res.valid.shape == (b, m)
     assert torch.all(res.valid)
     assert torch.allclose(res.loss, torch.zeros(b, m), atol=1e-10)
@@ -204,7 +216,9 @@ def test_proto_matches_naive_reference(dims, region_based):
     else:
         target = _label_target(b, spatial, 3, seed=11)
         cms = torch.stack([target[:, 0] == k for k in range(3)], 1)
-    res = prototype_distillation(tf, sf, target, torch.ones(b, m, dtype=torch.bool), region_based)
+    mask = torch.ones(b, m, dtype=torch.bool)
+    rows, pairs = pair_rows(sf, mask)
+    res = prototype_distillation(tf, rows, target, mask, region_based, pairs=pairs)
     for bi in range(b):
         for mi in range(m):
             sq, ab = _reference_proto(tf[bi], sf[bi, mi], cms[bi])
@@ -221,12 +235,13 @@ def test_proto_absent_classes_skipped_and_background_only_sample_invalid():
     target[1] = 1                   # sample 1: only class 1 (background absent)
     # sample 2: background only -> no foreground
     mask = torch.ones(3, 2, dtype=torch.bool)
-    res = prototype_distillation(tf, sf, target, mask, num_classes=4)
+    rows, pairs = pair_rows(sf, mask)
+    res = prototype_distillation(tf, rows, target, mask, num_classes=4, pairs=pairs)
     assert torch.isfinite(res.loss).all() and torch.isfinite(res.gap).all()
     assert res.valid.tolist() == [[True, True], [True, True], [False, False]]
     assert torch.all(res.loss[2] == 0) and torch.all(res.gap[2] == 0)
     # declaring more classes than occur changes nothing (absent ones are skipped, not averaged)
-    res3 = prototype_distillation(tf, sf, target, mask, num_classes=3)
+    res3 = prototype_distillation(tf, rows, target, mask, num_classes=3, pairs=pairs)
     assert torch.allclose(res.loss, res3.loss) and torch.allclose(res.gap, res3.gap)
     sq, _ = _reference_proto(tf[0], sf[0, 1].detach(),
                              torch.stack([target[0, 0] == k for k in range(4)]))
@@ -235,7 +250,7 @@ def test_proto_absent_classes_skipped_and_background_only_sample_invalid():
     assert torch.isfinite(sf.grad).all()
     assert torch.all(sf.grad[2] == 0)
     # without background: sample 1's only class is foreground, so it stays valid
-    nobg = prototype_distillation(tf, sf, target, mask, num_classes=4, include_background=False)
+    nobg = prototype_distillation(tf, rows, target, mask, num_classes=4, include_background=False, pairs=pairs)
     assert nobg.valid[1].all() and not nobg.valid[2].any()
 
 
@@ -244,7 +259,9 @@ def test_proto_empty_region_sample_and_zero_features():
     sf = torch.zeros(2, 2, 3, 2, 2, 2, requires_grad=True)
     target = torch.zeros(2, 3, 2, 2, 2)
     target[0, 0, 0] = 1
-    res = prototype_distillation(tf, sf, target, torch.ones(2, 2, dtype=torch.bool), region_based=True)
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    rows, pairs = pair_rows(sf, mask)
+    res = prototype_distillation(tf, rows, target, mask, region_based=True, pairs=pairs)
     assert res.valid.tolist() == [[True, True], [False, False]]
     res.loss.sum().backward()
     assert torch.isfinite(sf.grad).all()
@@ -257,7 +274,8 @@ def test_proto_gradient_and_absent_modality(region_based):
     sf = torch.randn(b, m, f, *spatial, generator=_gen(15), requires_grad=True)
     target = _region_target(b, spatial, 2, seed=16) if region_based else _label_target(b, spatial, 3, 16)
     mask = torch.tensor([[1, 0, 1], [1, 0, 0]], dtype=torch.bool)
-    res = prototype_distillation(tf, sf, target, mask, region_based)
+    rows, pairs = pair_rows(sf, mask)
+    res = prototype_distillation(tf, rows, target, mask, region_based, pairs=pairs)
     assert not res.gap.requires_grad
     res.loss.sum().backward()
     assert tf.grad is None
@@ -270,9 +288,10 @@ def test_proto_gradient_and_absent_modality(region_based):
 def test_proto_shape_errors_are_clear():
     tf = torch.randn(1, 2, 4, 4)
     sf = torch.randn(1, 1, 2, 4, 4)
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    rows, pairs = pair_rows(sf, mask)
     with pytest.raises(ValueError, match="spatial size"):
-        prototype_distillation(tf, sf, torch.zeros(1, 1, 2, 2, dtype=torch.long),
-                               torch.ones(1, 1, dtype=torch.bool))
+        prototype_distillation(tf, rows, torch.zeros(1, 1, 2, 2, dtype=torch.long), mask, pairs=pairs)
 
 
 # ---------------------------------------------------------------- RP, omega, E^m
@@ -381,11 +400,13 @@ def test_prism_distillation_loss_combines_terms(region_based, dims):
     target = _region_target(b, spatial, c, 26) if region_based else _label_target(b, spatial, c, 26)
     mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 0]], dtype=torch.bool)
     e = torch.tensor([1.0, 2.0, 0.5])
-    total, stats = prism_distillation_loss(teacher_logits, student_logits, tf, sf, [target], mask, e,
-                                           region_based=region_based)
-    _, pixel = pixel_distillation_loss(teacher_logits, student_logits, mask, region_based=region_based,
-                                       return_per_sample=True)
-    proto = prototype_distillation(tf, sf, target, mask, region_based)
+    student_rows, pairs = pair_rows(student_logits, mask)
+    feature_rows, _ = pair_rows(sf, mask)
+    total, stats = prism_distillation_loss(teacher_logits, student_rows, tf, feature_rows, [target], mask, e,
+                                           region_based=region_based, pairs=pairs)
+    _, pixel = pixel_distillation_loss(teacher_logits, student_rows, mask, region_based=region_based,
+                                       return_per_sample=True, pairs=pairs)
+    proto = prototype_distillation(tf, feature_rows, target, mask, region_based, pairs=pairs)
     rp, rp_valid = relative_preference(proto.gap, mask, proto.valid)
     omega = preference_mask(rp, rp_valid)
     expected = (0.5 * e * pixel + 0.1 * omega * proto.loss).sum(1).mean()
@@ -402,8 +423,9 @@ def test_everything_absent_still_differentiable():
     """A batch with no usable pair gives exact zeros that still carry a (zero) gradient."""
     tf = torch.randn(1, 2, 3, 3)
     sf = torch.randn(1, 2, 2, 3, 3, requires_grad=True)
-    res = prototype_distillation(tf, sf, torch.zeros(1, 1, 3, 3, dtype=torch.long),
-                                 torch.ones(1, 2, dtype=torch.bool))
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    rows, pairs = pair_rows(sf, mask)
+    res = prototype_distillation(tf, rows, torch.zeros(1, 1, 3, 3, dtype=torch.long), mask, pairs=pairs)
     assert not res.valid.any() and torch.all(res.loss == 0)
     res.loss.sum().backward()
     assert torch.all(sf.grad == 0)
@@ -416,20 +438,41 @@ def test_losses_are_float32_under_autocast():
     sf = tf.unsqueeze(1) + 1e-3 * torch.randn(2, 2, 5, 4, 4, generator=_gen(33))
     target = _label_target(2, (4, 4), 3, 34)
     mask = torch.ones(2, 2, dtype=torch.bool)
-    ref_pixel = pixel_distillation_loss(tl, sl, mask)
-    ref_proto = prototype_distillation(tf, sf, target, mask)
+    sl, pairs = pair_rows(sl, mask)
+    sf, _ = pair_rows(sf, mask)
+    ref_pixel = pixel_distillation_loss(tl, sl, mask, pairs=pairs)
+    ref_proto = prototype_distillation(tf, sf, target, mask, pairs=pairs)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        pixel = pixel_distillation_loss(tl.bfloat16(), sl.bfloat16(), mask)
-        proto = prototype_distillation(tf, sf, target, mask)
+        pixel = pixel_distillation_loss(tl.bfloat16(), sl.bfloat16(), mask, pairs=pairs)
+        proto = prototype_distillation(tf, sf, target, mask, pairs=pairs)
     assert pixel.dtype == proto.loss.dtype == torch.float32
     assert torch.allclose(proto.loss, ref_proto.loss, rtol=1e-5, atol=1e-12)
     assert torch.allclose(pixel, ref_pixel, rtol=5e-2)  # only the bf16 inputs differ
 
 
+def _dense_reference(teacher_logits, dense_logits, tf, dense_features, class_masks_bool, mask, e, region_based):
+    """The objective on dense (B, M, ...) students, term by term: per present (n, m) the pixel KL
+    (one level, weight 1) and the naive prototype terms, then the combiner."""
+    b, m = mask.shape
+    pixel, proto, gap = torch.zeros(b, m), torch.zeros(b, m), torch.zeros(b, m)
+    foreground = class_masks_bool.flatten(2).any(-1)                  # (B, K)
+    has_foreground = foreground.any(1) if region_based else foreground[:, 1:].any(1)
+    valid = mask & has_foreground[:, None]
+    for n in range(b):
+        for k in range(m):
+            if not mask[n, k]:
+                continue
+            pixel[n, k] = kl_divergence_map(teacher_logits[n:n + 1], dense_logits[n:n + 1, k],
+                                            region_based=region_based).mean()
+            if valid[n, k]:
+                proto[n, k], gap[n, k] = _reference_proto(tf[n], dense_features[n, k], class_masks_bool[n])
+    return combine_distillation(pixel, proto, gap, valid, mask, e)
+
+
 @pytest.mark.parametrize("region_based", [False, True])
 def test_prism_distillation_loss_on_pair_rows_equals_dense(region_based):
     """The trainer passes one student row per present pair (MultiModalOutput.students, in the
-    network's modality-major order); the result equals the dense (B, M, ...) form."""
+    network's modality-major order); the result equals the dense (B, M, ...) reference."""
     b, m, c, f = 3, 3, 3, 4
     spatial = SPATIAL[3]
     teacher_logits = [torch.randn(b, c, *spatial, generator=_gen(30))]
@@ -439,19 +482,21 @@ def test_prism_distillation_loss_on_pair_rows_equals_dense(region_based):
     target = _region_target(b, spatial, c, 34) if region_based else _label_target(b, spatial, c, 34)
     if not region_based:
         target[2] = 0  # sample 2 has no foreground: its pairs are skipped by the semantic term
+    cms = target.bool() if region_based else torch.stack([target[:, 0] == k for k in range(c)], 1)
     mask = torch.tensor([[1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=torch.bool)
-    modalities, samples = mask.T.nonzero(as_tuple=True)  # modality-major, like the network
     e = torch.tensor([1.0, 2.0, 0.5])
-    dense_total, dense_stats = prism_distillation_loss(teacher_logits, [dense_logits], tf, dense_features,
-                                                       [target], mask, e, region_based=region_based)
-    rows_logits = dense_logits[samples, modalities].requires_grad_()
-    rows_features = dense_features[samples, modalities].requires_grad_()
+    dense_total, dense_stats = _dense_reference(teacher_logits[0], dense_logits, tf, dense_features, cms, mask, e,
+                                                region_based)
+    rows_logits, pairs = pair_rows(dense_logits, mask)
+    assert pairs[1].tolist() == [0, 0, 1, 1, 2, 2]  # modality-major, like the network
+    rows_logits.requires_grad_()
+    rows_features = pair_rows(dense_features, mask)[0].requires_grad_()
     total, stats = prism_distillation_loss(teacher_logits, [rows_logits], tf, rows_features, [target], mask, e,
-                                           region_based=region_based, pairs=(samples, modalities))
+                                           region_based=region_based, pairs=pairs)
     assert total.item() == pytest.approx(dense_total.item(), rel=1e-6)
     for key in ("pixel", "proto", "gap", "rp", "omega"):
         torch.testing.assert_close(stats[key], dense_stats[key])
     total.backward()
     assert rows_logits.grad.flatten(1).abs().sum(1).gt(0).all()
     with pytest.raises(ValueError, match="one row per present pair"):
-        pixel_distillation_loss(teacher_logits, [rows_logits[1:]], mask, pairs=(samples, modalities))
+        pixel_distillation_loss(teacher_logits, [rows_logits[1:]], mask, pairs=pairs)

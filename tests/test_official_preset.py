@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from loss_helpers import pair_rows
 
 from nnunet_prism.losses.distillation import official_level_weights, pixel_distillation_loss
 from nnunet_prism.losses.preference import (PreferenceState, batch_preference_gate, combine_distillation,
@@ -44,18 +45,17 @@ def test_passion_pixel_kl_with_clamp_and_upsampled_probabilities(temperature):
     and voxels; the deep-supervision case upsamples the PROBABILITIES (trilinear, align_corners)."""
     d = load("passion_temp_kl_loss")
     present = torch.ones(2, 1, dtype=torch.bool)
-    common = dict(temperature=temperature, prob_floor=0.005, return_per_sample=True)
-    _, full = pixel_distillation_loss(d["logit_t"], d["logit_s"][:, None], present, ds_weights=[1.0], **common)
+    (logit_s, logit_s_low), pairs = pair_rows([d["logit_s"][:, None], d["logit_s_low"][:, None]], present)
+    common = dict(temperature=temperature, prob_floor=0.005, return_per_sample=True, pairs=pairs)
+    _, full = pixel_distillation_loss(d["logit_t"], logit_s, present, ds_weights=[1.0], **common)
     assert_close(full, d[f"kl_bs_T{temperature}"], "kl_bs")
     assert_close(full.mean(), d[f"kl_T{temperature}"], "kl")
     # the low level alone (weight 1, the full level weight 0), upsampled x2 to the full resolution
-    _, low = pixel_distillation_loss([d["logit_t"], d["logit_t_low"]],
-                                     [d["logit_s"][:, None], d["logit_s_low"][:, None]], present,
+    _, low = pixel_distillation_loss([d["logit_t"], d["logit_t_low"]], [logit_s, logit_s_low], present,
                                      ds_weights=[0.0, 1.0], upsample=True, **common)
     assert_close(low, d[f"kl_bs_upop_T{temperature}"], "kl_bs up_op")
     # the official level weights, unnormalised: full + 1/2 * prm1 at scale 1, then 1/4, 1/8, 1/16
-    _, both = pixel_distillation_loss([d["logit_t"], d["logit_t_low"]],
-                                      [d["logit_s"][:, None], d["logit_s_low"][:, None]], present,
+    _, both = pixel_distillation_loss([d["logit_t"], d["logit_t_low"]], [logit_s, logit_s_low], present,
                                       upsample=True, **common)
     assert_close(both, 1.5 * d[f"kl_bs_T{temperature}"] + 0.25 * d[f"kl_bs_upop_T{temperature}"], "levels")
     assert official_level_weights(6) == [1.5, 0.25, 0.125, 0.0625, 0.0, 0.0]
@@ -65,16 +65,18 @@ def test_passion_pixel_kl_with_clamp_and_upsampled_probabilities(temperature):
 def test_passion_prototypes_over_the_classes_of_every_sample(suffix):
     """prototype_passion_loss_bs: with class 3 missing from sample 1 only, it is dropped for both."""
     d = load("passion_prototype_passion_loss")
-    result = prototype_distillation(d["feature_t"], d["feature_s"][:, None], d["labels" + suffix][:, None],
-                                    torch.ones(2, 1, dtype=torch.bool), num_classes=4, class_scope="batch")
+    present = torch.ones(2, 1, dtype=torch.bool)
+    feature_s, pairs = pair_rows(d["feature_s"][:, None], present)
+    result = prototype_distillation(d["feature_t"], feature_s, d["labels" + suffix][:, None], present,
+                                    num_classes=4, class_scope="batch", pairs=pairs)
     assert_close(result.loss, d["proto_loss_bs" + suffix], "proto_loss_bs")
     assert_close(result.gap, d["dist_bs" + suffix], "dist_bs")
     if not suffix:
         assert_close(result.loss.mean(), d["proto_loss"], "proto_loss")
         assert_close(result.gap.mean(), d["dist"], "dist")
     else:  # per sample (our default), sample 0 keeps class 3 and differs
-        per_sample = prototype_distillation(d["feature_t"], d["feature_s"][:, None], d["labels_absent"][:, None],
-                                            torch.ones(2, 1, dtype=torch.bool), num_classes=4)
+        per_sample = prototype_distillation(d["feature_t"], feature_s, d["labels_absent"][:, None], present,
+                                            num_classes=4, pairs=pairs)
         assert (per_sample.loss[0] - result.loss[0]).abs() > 1e-4
 
 
@@ -162,12 +164,15 @@ def test_batch_statistics_reduce_over_ranks_like_one_batch():
     labels = torch.randint(0, 3, (4, 1, 6, 6), generator=g)
     labels[3][labels[3] == 2] = 1  # class 2 absent from one sample of rank B only
     mask = torch.tensor([[True, True], [True, False], [True, True], [False, True]])
-    whole = prototype_distillation(feats_t, feats_s, labels, mask, num_classes=3, class_scope="batch")
+    rows, pairs = pair_rows(feats_s, mask)
+    whole = prototype_distillation(feats_t, rows, labels, mask, num_classes=3, class_scope="batch", pairs=pairs)
     sent = []
-    prototype_distillation(feats_t[2:], feats_s[2:], labels[2:], mask[2:], num_classes=3, class_scope="batch",
-                           batch_sum=lambda t: sent.append(t) or t)
-    rank_a = prototype_distillation(feats_t[:2], feats_s[:2], labels[:2], mask[:2], num_classes=3,
-                                    class_scope="batch", batch_sum=lambda t: t + sent[0])
+    rows, pairs = pair_rows(feats_s[2:], mask[2:])
+    prototype_distillation(feats_t[2:], rows, labels[2:], mask[2:], num_classes=3, class_scope="batch",
+                           batch_sum=lambda t: sent.append(t) or t, pairs=pairs)
+    rows, pairs = pair_rows(feats_s[:2], mask[:2])
+    rank_a = prototype_distillation(feats_t[:2], rows, labels[:2], mask[:2], num_classes=3,
+                                    class_scope="batch", batch_sum=lambda t: t + sent[0], pairs=pairs)
     assert torch.allclose(rank_a.loss, whole.loss[:2]) and torch.allclose(rank_a.gap, whole.gap[:2])
     rp = torch.tensor([[0.2, -0.2], [0.0, 0.0], [-0.5, 0.5], [0.0, 0.0]])
     valid = mask
@@ -351,10 +356,11 @@ def test_preset_values_and_table():
 # -- DDP: the official batch statistics over a real 2-process gloo group --------------------------
 def _official_terms(logits_t, logits_s, feats_t, feats_s, labels, mask, batch_sum=None):
     from nnunet_prism.losses.preference import prism_distillation_loss
-    return prism_distillation_loss([logits_t, logits_t[..., ::2, ::2]], [logits_s, logits_s[..., ::2, ::2]],
-                                   feats_t, feats_s, labels, mask, torch.ones(2),
-                                   num_classes=3, class_scope="batch", omega_scope="batch", upsample=True,
-                                   prob_floor=0.005, batch_sum=batch_sum)
+    students, pairs = pair_rows([logits_s, logits_s[..., ::2, ::2]], mask)
+    feature_rows, _ = pair_rows(feats_s, mask)
+    return prism_distillation_loss([logits_t, logits_t[..., ::2, ::2]], students, feats_t, feature_rows, labels, mask,
+                                   torch.ones(2), num_classes=3, class_scope="batch", omega_scope="batch",
+                                   upsample=True, prob_floor=0.005, batch_sum=batch_sum, pairs=pairs)
 
 
 def _ddp_inputs():

@@ -119,20 +119,16 @@ def kl_divergence_map(teacher_logits: torch.Tensor, student_logits: torch.Tensor
     return (t * t) * kl
 
 
-def present_pairs(modality_mask: torch.Tensor,
-                  pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(samples, modalities), (P,) each, of the student rows: ``pairs`` when the students are
-    given as one row per pair, else the True entries of ``modality_mask`` (B, M), sample-major."""
-    if pairs is not None:
-        return pairs
-    return modality_mask.nonzero(as_tuple=True)
-
-
-def student_rows(student: torch.Tensor, samples: torch.Tensor, modalities: torch.Tensor,
-                 dense: bool) -> torch.Tensor:
-    """(P, ...) rows of the pairs: gathered from a dense (B, M, ...) tensor, or ``student``
-    itself when it already has one row per pair."""
-    return student[samples, modalities] if dense else student
+def check_pairs(pairs: Tuple[torch.Tensor, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``pairs`` = (samples, modalities), (P,) each (``MultiModalOutput.pairs``: the (sample,
+    modality) of every student row), checked and returned."""
+    if not isinstance(pairs, (tuple, list)) or len(pairs) != 2:
+        raise ValueError(f"pairs must be (samples, modalities), one index tensor each, got {type(pairs).__name__}")
+    samples, modalities = pairs
+    if samples.ndim != 1 or samples.shape != modalities.shape:
+        raise ValueError(f"pairs must be (samples, modalities) of shape (P,) each, got {tuple(samples.shape)} "
+                         f"and {tuple(modalities.shape)}")
+    return samples, modalities
 
 
 def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
@@ -143,16 +139,16 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
                             prob_floor: Optional[float] = None,
                             class_reduction: str = "mean",
                             return_per_sample: bool = False,
-                            pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                            *, pairs: Tuple[torch.Tensor, torch.Tensor],
                             upsample: bool = False
                             ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """Pixel-wise self-distillation L_pixel^m of every modality, deep-supervised.
 
     Shapes: teacher_logits per deep-supervision level (B, C, *spatial) (fused output);
-    student_logits per level (B, M, C, *spatial) (unimodal outputs), or, with ``pairs`` =
-    (samples, modalities) (P,) each, (P, C, *spatial) with one row per present pair (as
-    ``MultiModalOutput.students``); modality_mask (B, M) bool; 2D or 3D spatial. A single tensor
-    counts as one level. Returns per_modality (M,), and with ``return_per_sample`` also
+    student_logits per level (P, C, *spatial) (unimodal outputs), one row per present (sample,
+    modality) pair, ``pairs`` = (samples, modalities) (P,) each naming them (as
+    ``MultiModalOutput.students`` and ``.pairs``); modality_mask (B, M) bool; 2D or 3D spatial.
+    A single tensor counts as one level. Returns per_modality (M,), and with ``return_per_sample`` also
     per_sample (B, M).
     Formula: L_pixel^{n,m} = sum_l w_l * T^2 * mean_{voxels} red_{c} KL_c(p_t^l || p_s^{m,l})
     (PASSION, ACM MM 2024, pixel-wise self-distillation).
@@ -179,21 +175,16 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
         raise ValueError(f"class_reduction must be 'mean' or 'sum', got {class_reduction!r}")
     mask = modality_mask.to(device=students[0].device, dtype=torch.bool)
     batch, num_modalities = mask.shape
-    dense = pairs is None
-    if dense and tuple(students[0].shape[:2]) != (batch, num_modalities):
-        raise ValueError(f"modality mask {tuple(mask.shape)} does not match student logits "
-                         f"(batch {students[0].shape[0]}, {students[0].shape[1]} modalities)")
     if upsample:
         weights = official_level_weights(len(teachers)) if ds_weights is None else [float(w) for w in ds_weights]
         size = teachers[0].shape[2:]
     else:
         weights, size = deep_supervision_weights(len(teachers), ds_weights), None
-    b_idx, m_idx = present_pairs(mask, pairs)
+    b_idx, m_idx = check_pairs(pairs)
     values = students[0].new_zeros(b_idx.shape[0], dtype=torch.float32)
     for w, teacher, student in zip(weights, teachers, students):
         if w == 0:
             continue
-        student = student_rows(student, b_idx, m_idx, dense)
         if teacher.shape[0] != batch or student.shape != (b_idx.shape[0], *teacher.shape[1:]):
             raise ValueError(f"student logits {tuple(student.shape)} (one row per present pair) must be "
                              f"(P, *teacher.shape[1:]) for teacher logits {tuple(teacher.shape)}")

@@ -279,7 +279,7 @@ def prism_distillation_loss(teacher_logits: Logits, student_logits: Logits,
                             temperature: float = DEFAULT_TEMPERATURE,
                             lambda_pixel: float = DEFAULT_LAMBDA_PIXEL,
                             lambda_proto: float = DEFAULT_LAMBDA_PROTO,
-                            pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                            *, pairs: Tuple[torch.Tensor, torch.Tensor],
                             omega_scope: str = "sample",
                             proto_coefficients: Optional[torch.Tensor] = None,
                             batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -287,10 +287,11 @@ def prism_distillation_loss(teacher_logits: Logits, student_logits: Logits,
     """The PRISM distillation objective (added to the segmentation loss by the trainer).
 
     Shapes: logits as in :func:`pixel_distillation_loss` (per level (B, C, *s) and
-    (B, M, C, *s)); features and target as in :func:`prototype_distillation`; modality_mask
-    (B, M) bool; coefficients E (M,) (``PreferenceState.coefficients()``). With ``pairs``
-    (samples, modalities) the students are one row per present pair (``MultiModalOutput``'s
-    ``students`` and ``student_features``), else dense (B, M, ...).
+    (P, C, *s)); features (B, F, *s) and (P, F, *s) and target as in
+    :func:`prototype_distillation`; the students are one row per present (sample, modality)
+    pair, ``pairs`` = (samples, modalities) (P,) each (``MultiModalOutput``'s ``students``,
+    ``student_features`` and ``pairs``); modality_mask (B, M) bool; coefficients E (M,)
+    (``PreferenceState.coefficients()``).
     Formula: L = 1/B sum_n sum_{m: C_nm = 1} (lambda1 E^m L_pixel^{n,m} + lambda2 omega_n^m L_proto^{n,m})
     (PASSION, ACM MM 2024, overall objective).
     Reduction: per-sample sum over present modalities, mean over the batch (equals the official

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from nnunet_prism.deep_supervision import Logits, full_resolution
-from nnunet_prism.losses.distillation import full_precision, present_pairs, student_rows
+from nnunet_prism.losses.distillation import check_pairs, full_precision
 
 
 class PrototypeDistillation(NamedTuple):
@@ -87,15 +87,15 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
                            num_classes: Optional[int] = None, include_background: bool = True,
                            ignore_label: Optional[int] = None,
                            eps: float = 1e-8,
-                           pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                           *, pairs: Tuple[torch.Tensor, torch.Tensor],
                            class_scope: str = "sample",
                            batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> PrototypeDistillation:
     """Semantic self-distillation L_proto and knowledge gap D per sample and modality.
 
     Shapes: teacher_features (B, F, *spatial) (fused branch, highest-resolution decoder
-    features); student_features (B, M, F, *spatial), or, with ``pairs`` = (samples,
-    modalities) (P,) each, (P, F, *spatial) with one row per present pair (as
-    ``MultiModalOutput.student_features``); target at the same spatial size,
+    features); student_features (P, F, *spatial), one row per present (sample, modality) pair,
+    ``pairs`` = (samples, modalities) (P,) each naming them (as
+    ``MultiModalOutput.student_features`` and ``.pairs``); target at the same spatial size,
     label map (B, 1, *spatial) or region maps (B, R, *spatial) (see :func:`class_masks`);
     modality_mask (B, M) bool; 2D or 3D. Returns :class:`PrototypeDistillation` of (B, M).
     Formula: L = mean_{k in K_n} mean_i (cos(z^{m}_i, c^{m}_k) - cos(z_i, c_k))^2, D the same
@@ -116,11 +116,11 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
     """
     mask = modality_mask.to(device=student_features.device, dtype=torch.bool)
     batch, num_modalities = mask.shape
-    dense = pairs is None
-    expected = (batch, num_modalities) if dense else (len(pairs[0]),)
-    if teacher_features.shape[0] != batch or tuple(student_features.shape) != (*expected, *teacher_features.shape[1:]):
-        raise ValueError(f"student features {tuple(student_features.shape)} must be "
-                         f"({'B, M' if dense else 'P'}, *teacher.shape[1:]) for teacher features "
+    b_idx, m_idx = check_pairs(pairs)
+    if teacher_features.shape[0] != batch or \
+            tuple(student_features.shape) != (b_idx.shape[0], *teacher_features.shape[1:]):
+        raise ValueError(f"student features {tuple(student_features.shape)} (one row per present pair) must be "
+                         f"(P = {b_idx.shape[0]}, *teacher.shape[1:]) for teacher features "
                          f"{tuple(teacher_features.shape)} and modality mask {tuple(mask.shape)}")
     masks, foreground = class_masks(target, region_based, num_classes, include_background,
                                     ignore_label)
@@ -131,10 +131,8 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
                          "pass the full-resolution target and the highest-resolution features")
     if class_scope not in ("sample", "batch"):
         raise ValueError(f"class_scope must be 'sample' or 'batch', got {class_scope!r}")
-    b_idx, m_idx = present_pairs(mask, pairs)
     with full_precision(student_features):
-        return _prototype_terms(teacher_features, student_rows(student_features, b_idx, m_idx, dense),
-                                b_idx, m_idx, masks, foreground, mask, eps,
+        return _prototype_terms(teacher_features, student_features, b_idx, m_idx, masks, foreground, mask, eps,
                                 (batch_sum or (lambda t: t)) if class_scope == "batch" else None)
 
 
