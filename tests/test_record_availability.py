@@ -2,7 +2,6 @@
 checked against the images, ``nnunet_prism record-availability`` through the real command."""
 import hashlib
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -109,5 +108,6 @@ def test_a_truncated_image_is_named(raw_dataset, capsys):
 
 def test_unknown_dataset_is_one_line(raw_dataset, capsys):
     assert main(["record-availability", "-d", "999"]) == 2
-    assert capsys.readouterr().err.strip() == ("nnunet_prism record-availability: error: dataset 999 is not in "
-                                               f"nnUNet_raw ({raw_dataset.parent}).")
+    assert capsys.readouterr().err.strip() == ("nnunet_prism record-availability: error: dataset '999' is the id of "
+                                               "no dataset in nnUNet_raw, nnUNet_preprocessed or nnUNet_results; "
+                                               "give a dataset id or DatasetXXX_Name that exists")

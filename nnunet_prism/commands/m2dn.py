@@ -12,6 +12,8 @@ fill and the mean of the present modalities. ``nnunet_prism synth`` is a depreca
 """
 from pathlib import Path
 
+from nnunet_prism.datasets import dataset_name
+
 
 def _common(parser, device_default="cpu"):
     parser.add_argument("-d", "--dataset", required=True, help="dataset id or name")
@@ -52,15 +54,9 @@ def add_arguments(parser):
 
 
 def _checkpoint(args):
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
     from nnunet_prism.synthesis.training import find_checkpoint, fold_folder
 
-    try:
-        name = maybe_convert_to_dataset_name(args.dataset)
-    except RuntimeError:
-        raise FileNotFoundError(f"dataset '{args.dataset}' is not in nnUNet_raw/nnUNet_preprocessed/nnUNet_results") from None
-    folder = fold_folder(name, args.fold, args.plans)
+    folder = fold_folder(dataset_name(args.dataset), args.fold, args.plans)
     return find_checkpoint(folder, args.checkpoint)
 
 

@@ -16,6 +16,7 @@ def add_arguments(parser):
 def run(args):
     from pathlib import Path
 
+    from nnunet_prism.datasets import dataset_name
     from nnunet_prism.protocols import ProtocolError, apply_protocol, available_protocols, load_protocol
 
     if args.list:
@@ -25,19 +26,15 @@ def run(args):
     if not args.name or not args.dataset:
         raise ProtocolError("give a protocol NAME and -d DATASET (or --list)")
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     if not nnUNet_raw or not nnUNet_preprocessed:
         raise ProtocolError("set nnUNet_raw and nnUNet_preprocessed first")
-    try:
-        dataset_name = maybe_convert_to_dataset_name(args.dataset)
-    except (RuntimeError, ValueError) as e:
-        raise ProtocolError(f"dataset '{args.dataset}' not found ({e})") from None
+    name = dataset_name(args.dataset)
     protocol = load_protocol(args.name)
-    summary = apply_protocol(protocol, Path(nnUNet_raw) / dataset_name, Path(nnUNet_preprocessed) / dataset_name,
+    summary = apply_protocol(protocol, Path(nnUNet_raw) / name, Path(nnUNet_preprocessed) / name,
                              args.test_dir, args.link)
     verb = "linked" if args.link else "moved"
-    print(f"protocol {protocol.name} on {dataset_name}: {summary['folds']} fold(s) in {summary['splits']}; "
+    print(f"protocol {protocol.name} on {name}: {summary['folds']} fold(s) in {summary['splits']}; "
           f"{len(summary['moved'])} test case(s) {verb} to {summary['test_images']} and {summary['test_labels']}; "
           f"{summary['num_training']} training cases left"
           + ("; per-case modality masks written to dataset.json (modality_availability)" if summary["availability"] else ""))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_prism.availability import load_dataset_json, raw_availability, resolve_availability, write_record
+from nnunet_prism.datasets import dataset_name
 from nnunet_prism.modalities import AVAILABILITY_KEY, missing_rates, modality_names
 from nnunet_prism.pipeline import PipelineError
 
@@ -26,15 +27,9 @@ def add_arguments(parser):
 
 def dataset_folders(dataset: str):
     """(raw folder, preprocessed folder or None) of an nnU-Net dataset; one-line errors."""
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    for variable in ("nnUNet_raw",):
-        if not os.environ.get(variable):
-            raise PipelineError(f"{variable} is not set; export it as for nnU-Net's own commands.")
-    try:
-        name = maybe_convert_to_dataset_name(dataset)
-    except RuntimeError:
-        raise PipelineError(f"dataset {dataset} is not in nnUNet_raw ({os.environ['nnUNet_raw']}).") from None
+    if not os.environ.get("nnUNet_raw"):
+        raise PipelineError("nnUNet_raw is not set; export it as for nnU-Net's own commands.")
+    name = dataset_name(dataset)
     raw = Path(os.environ["nnUNet_raw"]) / name
     if not (raw / "dataset.json").is_file():
         raise PipelineError(f"{raw / 'dataset.json'} does not exist.")

@@ -10,6 +10,7 @@ import json
 import os
 
 from nnunet_prism import discovery, pipeline
+from nnunet_prism.datasets import dataset_name
 from nnunet_prism.modalities import modality_names
 from nnunet_prism.training.hyperparameters import (ALLOW_CHANGES_ENV_VAR, HyperparameterError, load_overrides,
                                                    parse_assignments, resolve)
@@ -29,14 +30,7 @@ def add_arguments(parser):
 
 def preprocessed_dataset_json(dataset: str) -> dict:
     """The dataset.json nnU-Net copied into nnUNet_preprocessed (one-line error when absent)."""
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    try:
-        name = maybe_convert_to_dataset_name(dataset)
-    except RuntimeError:
-        raise pipeline.PipelineError(f"dataset {dataset} is not in nnUNet_raw or nnUNet_preprocessed; "
-                                     f"run nnUNetv2_plan_and_preprocess -d {dataset} first.") from None
-    path = os.path.join(os.environ.get("nnUNet_preprocessed", ""), name, "dataset.json")
+    path = os.path.join(os.environ.get("nnUNet_preprocessed", ""), dataset_name(dataset), "dataset.json")
     if not os.path.isfile(path):
         raise pipeline.PipelineError(f"{path} does not exist; run nnUNetv2_plan_and_preprocess -d {dataset} first.")
     with open(path, encoding="utf-8") as f:

@@ -9,25 +9,16 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+from nnunet_prism.datasets import dataset_name
+
 
 def model_folder(dataset, trainer, plans, configuration) -> Path:
     """``$nnUNet_results/<dataset name>/<trainer>__<plans>__<configuration>``; FileNotFoundError
     (one line) for an unknown dataset id or a folder that holds no trained model (no
     dataset.json). ``dataset``: name or id."""
-    from nnunetv2.paths import nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
     if not os.environ.get("nnUNet_results"):
         raise FileNotFoundError("nnUNet_results is not set: export nnUNet_results=<the folder nnU-Net trained into>")
-    try:
-        name = maybe_convert_to_dataset_name(dataset)
-    except (RuntimeError, ValueError) as e:  # nnU-Net's messages span several lines
-        why = ("is neither a dataset id nor a DatasetXXX_Name" if isinstance(e, ValueError) else
-               "is the id of several datasets" if "More than one" in str(e) else "is the id of no dataset")
-        raise FileNotFoundError(f"dataset '{dataset}' {why} in nnUNet_raw, nnUNet_preprocessed or nnUNet_results "
-                                f"(nnUNet_results={nnUNet_results}); give a dataset id or DatasetXXX_Name that "
-                                f"exists") from None
-    folder = Path(str(nnUNet_results)) / name / f"{trainer}__{plans}__{configuration}"
+    folder = Path(os.environ["nnUNet_results"]) / dataset_name(dataset) / f"{trainer}__{plans}__{configuration}"
     if not (folder / "dataset.json").is_file():
         raise FileNotFoundError(f"no trained model in {folder} (dataset.json missing)")
     return folder

@@ -16,6 +16,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 
 from nnunet_prism.availability import channel_signal
+from nnunet_prism.datasets import dataset_name
 from nnunet_prism.modalities import ModalityError, modality_names, read_availability
 
 
@@ -47,14 +48,10 @@ def nnunet_folder(name: str) -> Path:
 
 def open_preprocessed(dataset, configuration: str = "3d_fullres", plans_identifier: str = "nnUNetPlans",
                       preprocessed_root=None) -> PreprocessedSet:
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     root = Path(preprocessed_root) if preprocessed_root else nnunet_folder("nnUNet_preprocessed")
-    try:
-        name = maybe_convert_to_dataset_name(dataset)
-    except RuntimeError:
-        raise FileNotFoundError(f"dataset '{dataset}' is not in nnUNet_raw/nnUNet_preprocessed") from None
+    name = dataset_name(dataset)
     folder = root / name
     plans_file = folder / f"{plans_identifier}.json"
     if not plans_file.is_file():
