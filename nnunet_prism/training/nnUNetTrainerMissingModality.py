@@ -58,12 +58,15 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
         """``MultiModalOutput``: the fused output and one student row per present pair."""
         return self.network(inputs.data, inputs.mask, return_all=True)
 
-    def segmentation_loss(self, out, target):
-        """Fused deep-supervised loss + weighted sum of the unimodal losses; also per-term stats."""
+    def segmentation_loss(self, out, target, modality_weights=None, fused_weight: float = 1.0):
+        """Fused deep-supervised loss + weighted sum of the unimodal losses; also per-term stats.
+        ``modality_weights`` (M,) scale each modality's unimodal loss and ``fused_weight`` the fused
+        one (PRISM's official weighting and warm-up); the defaults are PASSION's L_task."""
         fused = self.loss(out.fused, target)
         unimodal = unimodal_losses(self.unimodal_loss, out.students, out.samples, out.modalities,
                                    out.modality_mask.shape[1], target, self.unimodal_deep_supervision)
-        total = fused + self.unimodal_loss_weight * unimodal.sum()
+        weighted = unimodal if modality_weights is None else modality_weights * unimodal
+        total = (fused if fused_weight == 1.0 else fused * fused_weight) + self.unimodal_loss_weight * weighted.sum()
         return total, {'fused_loss': fused.detach().cpu().numpy(),
                        'unimodal_losses': unimodal.detach().cpu().numpy()}
 

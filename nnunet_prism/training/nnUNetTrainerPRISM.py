@@ -27,7 +27,6 @@ from nnunet_prism.deep_supervision import full_resolution
 from nnunet_prism.losses import (DEFAULT_GAMMA, DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO, DEFAULT_TEMPERATURE,
                                  PreferenceState, prism_distillation_loss)
 from nnunet_prism.losses.preference import RP_STATISTICS, RULES, SCOPES, unimodal_weights
-from nnunet_prism.losses.unimodal import unimodal_losses
 from nnunet_prism.modalities import missing_rates
 from nnunet_prism.networks.decoding import checkpointed
 from nnunet_prism.training.distributed import is_distributed, reduce_preference_state, sum_over_ranks
@@ -188,29 +187,18 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         # their normalised features and softened logits are the largest tensors of the step
         distillation, dstats = checkpointed(objective) if self.checkpointing_in_force else objective()
         self.preference.update_batch(dstats["rp"], dstats["rp_valid"], dstats["gap"])
+        # the official weighting of L_task: unimodal loss of m times E^m * (share of the batch with m)
+        # and the batch gate omega^m (no gate during the warm-up); fused loss and distillation times 0
+        # during the warm-up (kept in the graph, as the official code does)
         warm_up = self.current_epoch < self.region_fusion_start_epoch
-        if self.unimodal_preference or warm_up:
-            segmentation, stats = self.official_segmentation_loss(output, inputs.target, dstats["gate"], warm_up)
-            distillation = distillation * (0.0 if warm_up else 1.0)  # in the graph, as the official code
-        else:
-            segmentation, stats = self.segmentation_loss(output, inputs.target)
+        weights = (unimodal_weights(output.modality_mask, self.preference.coefficients(self.device),
+                                    None if warm_up else dstats["gate"]) if self.unimodal_preference else None)
+        segmentation, stats = self.segmentation_loss(output, inputs.target, weights, 0.0 if warm_up else 1.0)
+        if warm_up:
+            distillation = distillation * 0.0
         return segmentation + distillation, {**stats,
                                              "pixel_distillation": dstats["pixel"].cpu().numpy(),
                                              "proto_distillation": dstats["proto"].cpu().numpy()}
-
-    def official_segmentation_loss(self, out, target, gate: torch.Tensor, warm_up: bool):
-        """L_task as the official PASSION code weights it: the unimodal loss of modality m times
-        E^m * (share of the batch with m) and the batch gate omega^m (``unimodal_preference``; no
-        gate during the warm-up), the fused loss times 0 during the warm-up."""
-        fused = self.loss(out.fused, target)
-        unimodal = unimodal_losses(self.unimodal_loss, out.students, out.samples, out.modalities,
-                                   out.modality_mask.shape[1], target, self.unimodal_deep_supervision)
-        weights = (unimodal_weights(out.modality_mask, self.preference.coefficients(self.device),
-                                    None if warm_up else gate) if self.unimodal_preference
-                   else torch.ones_like(unimodal))
-        total = fused * (0.0 if warm_up else 1.0) + self.unimodal_loss_weight * (weights * unimodal).sum()
-        return total, {'fused_loss': fused.detach().cpu().numpy(),
-                       'unimodal_losses': unimodal.detach().cpu().numpy()}
 
     def on_train_epoch_end(self, train_outputs):
         super().on_train_epoch_end(train_outputs)
