@@ -152,57 +152,41 @@ def make_batch(cm, label_manager, patch, num_inputs: int, present: int, device, 
 
 
 def training_loss(trainer: str, network, loss, data, mask, target, label_manager, checkpoint_loss: bool = False):
-    """The trainer's objective for one batch (forward included). ``checkpoint_loss``: PRISM's
-    distillation terms are recomputed in the backward pass (``checkpointed``) instead of keeping
-    their activations."""
-    from nnunet_prism.deep_supervision import as_level_list, full_resolution, like_levels
+    """The trainer's objective for one batch (forward included), from the trainers' own loss
+    functions. ``checkpoint_loss``: PRISM's distillation terms are recomputed in the backward pass
+    (``checkpointed``, as the trainer does under activation checkpointing)."""
     if trainer == "nnUNetTrainer":
         return loss(network(data), target)
     if trainer in MULTI_ENCODER:
+        from nnunet_prism.losses.unimodal import unimodal_losses
         out = network(data, mask, return_all=True)
-        total = loss(out.fused, target)
-        full_target = full_resolution(target)
-        for m in range(mask.shape[1]):  # PASSION L_task's unimodal term, full resolution
-            rows = out.student_rows(m)
-            if rows.numel():
-                total = total + loss.loss(full_resolution(out.students)[rows], full_target[out.samples[rows]])
+        # PASSION L_task: fused (deep-supervised) + each modality's own loss at full resolution
+        total = loss(out.fused, target) + unimodal_losses(loss, out.students, out.samples, out.modalities,
+                                                          mask.shape[1], target).sum()
         if trainer == "nnUNetTrainerPRISM":
-            from nnunet_prism.losses import prism_distillation_loss
-            labels = ({} if label_manager.has_regions else
-                      {"num_classes": label_manager.num_segmentation_heads,
-                       "ignore_label": label_manager.ignore_label})
-            if label_manager.has_regions and label_manager.has_ignore_label:
-                full_target = full_target[:, :-1]
+            from functools import partial
+
+            from nnunet_prism.losses import DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO, DEFAULT_TEMPERATURE
             from nnunet_prism.networks.decoding import checkpointed
-
-            def distillation(fused, students, fused_features, student_features):
-                return prism_distillation_loss(
-                    fused, students, fused_features, student_features, full_target, out.modality_mask,
-                    torch.ones(mask.shape[1], device=data.device), region_based=label_manager.has_regions,
-                    ds_weights=loss.weight_factors, pairs=out.pairs, **labels)[0]
-
-            parts = (out.fused, out.students, out.fused_features, out.student_features)
-            total = total + (checkpointed(distillation, *parts) if checkpoint_loss else distillation(*parts))
+            from nnunet_prism.training.nnUNetTrainerPRISM import prism_objective
+            objective = partial(prism_objective, out, target, torch.ones(mask.shape[1], device=data.device),
+                                label_manager, loss.weight_factors, DEFAULT_TEMPERATURE, DEFAULT_LAMBDA_PIXEL,
+                                DEFAULT_LAMBDA_PROTO, None)
+            total = total + (checkpointed(objective) if checkpoint_loss else objective())[0]
         return total
     if trainer == "nnUNetTrainerShaSpec":
-        from nnunet_prism.losses.shaspec import distribution_alignment_loss, domain_classification_loss
+        from nnunet_prism.losses.shaspec import DEFAULT_ALPHA, DEFAULT_BETA
+        from nnunet_prism.training.nnUNetTrainerShaSpec import shaspec_objective
         out = network(data, mask, return_all=True)
-        dco = domain_classification_loss(out.domain_logits, out.modality_mask)[0]
-        return loss(out.logits, target) + 0.1 * distribution_alignment_loss(out.shared, out.modality_mask) + 0.02 * dco
+        return shaspec_objective(out, loss(out.logits, target), out.modality_mask, DEFAULT_ALPHA, DEFAULT_BETA)[0]
     if trainer == "nnUNetTrainerGMD":
         from nnunet_prism.modalities import subset_masks
-        from nnunet_prism.networks.dynamic_sharing_unet import fuse_modalities
-        per_modality = network.forward_modalities(data)
+        from nnunet_prism.training.nnUNetTrainerGMD import subset_losses
         subsets = torch.as_tensor(subset_masks(mask.shape[1]), device=data.device)
         chosen = random.Random(0).sample(range(len(subsets)), min(GMD_SUBSETS, len(subsets)))
-        total = 0
-        for subset in subsets[chosen]:  # GMD's k subset losses (their gradients come from one graph)
-            combined = mask & subset[None]
-            rows = combined.any(1)
-            if rows.any():
-                fused = as_level_list(fuse_modalities(per_modality, combined))
-                total = total + loss(like_levels(per_modality, [f[rows] for f in fused]), [t[rows] for t in target])
-        return total
+        # GMD's k subset losses (their gradients come from one graph)
+        losses = subset_losses(loss, network.forward_modalities(data), target, mask, subsets[chosen])
+        return sum(l for l in losses if l is not None)
     raise ValueError(f"unknown trainer {trainer}")
 
 
