@@ -35,12 +35,7 @@ def build(dim=3, residual=False, deep_supervision=True):
                               deep_supervision, width=0.5).eval()
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 MASK = torch.tensor([[True, False, True, False], [False, False, False, True], [True, True, True, True]])

@@ -15,13 +15,7 @@ from nnunet_prism.synthesis.inference import mean_of_present, synthesise_volume,
 SMALL = dict(encoder_channels=4, widths=(8, 16), time_dim=16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest and avoids OpenMP spin-waits on a busy CI host."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")  # tiny tensors: one thread is fastest
 
 
 def test_training_masks_cover_every_proper_subset_and_never_full_or_empty():
