@@ -4,8 +4,10 @@ The trick: wrap the network so that one forward pass returns the logits of all S
 stacked along the channel axis, (B, S*C, *patch). nnU-Net's predictor then does the sliding
 window, Gaussian weighting and test-time mirroring for all subsets at once, and a network that
 can (``forward_subsets``: the multi-encoder U-Net) computes its encoder features once per patch
-and reuses them for every subset. Other networks (nnU-Net's own) get S forward passes on inputs
-with the absent channels zeroed.
+and reuses them for every subset. Other networks (nnU-Net's own) get the S inputs with the absent
+channels zeroed stacked along the batch axis, in as few forward passes as ``MAX_VOXELS_PER_FORWARD``
+allows (nnU-Net's networks normalise per sample, so a sample's output does not depend on the
+others in its batch; batching is what makes it fast: a CPU convolution of one sample is slow).
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ from torch import nn
 
 from nnunet_prism.modalities import zero_absent_channels
 from nnunet_prism.networks.protocol import SubsetEvaluable
+
+# at most this many input voxels (batch x spatial) in one forward of a plain network: one 128^3
+# patch, the size nnU-Net's 3d_fullres configurations are planned for at batch size 2
+MAX_VOXELS_PER_FORWARD = 2 * 128 ** 3
 
 
 class AllSubsetsNetwork(nn.Module):
@@ -37,9 +43,18 @@ class AllSubsetsNetwork(nn.Module):
         if isinstance(self.network, SubsetEvaluable):
             logits = self.network.forward_subsets(x, masks)  # (B, S, C, *spatial)
         else:
-            logits = torch.stack([self.network(zero_absent_channels(x, m.expand(x.shape[0], -1)))
-                                  for m in masks], dim=1)
+            logits = self._batched_subset_forwards(x, masks)
         return logits.flatten(1, 2)
+
+    def _batched_subset_forwards(self, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """x (B, M, *spatial), masks (S, M) -> (B, S, C, *spatial), S*B samples in chunks."""
+        batch = x.shape[0]
+        per_forward = max(1, MAX_VOXELS_PER_FORWARD // (batch * x[0, 0].numel()))  # subsets per forward
+        outputs = []
+        for chunk in masks.split(per_forward):
+            inputs = torch.cat([zero_absent_channels(x, m.expand(batch, -1)) for m in chunk])  # (s*B, M, ...)
+            outputs.append(self.network(inputs).unflatten(0, (len(chunk), batch)))  # (s, B, C, ...)
+        return torch.cat(outputs).transpose(0, 1)
 
 
 class _WideLabelManager:
