@@ -134,33 +134,42 @@ def epoch_times(fold: Path) -> list:
             for t in re.findall(r"Epoch time: ([0-9.]+) s", log.read_text(errors="replace"))]
 
 
-def run_one(trainer: str, seed: int, workdir: Path, env: dict, setup: dict, args) -> dict:
-    """Train (or continue) and evaluate one (trainer, seed); the marker file says it is done."""
-    marker = workdir / "runs" / f"{trainer}__seed{seed}.json"
+def run_one(trainer: str, seed: int, workdir: Path, env: dict, setup: dict, args, variant: str = "",
+            extra_hyperparameters: dict = None, test_set: Path = None) -> dict:
+    """Train (or continue) and evaluate one (trainer, seed); the marker file says it is done.
+
+    ``variant`` names a run with ``extra_hyperparameters`` on top of the schedule (its own
+    results, evaluation and marker); ``test_set``: another raw data set of complete labelled
+    cases to score on (default: the benchmark's held-out cases)."""
+    name = f"{trainer}__{variant}" if variant else trainer
+    marker = workdir / "runs" / f"{name}__seed{seed}.json"
     if marker.is_file():
         return json.loads(marker.read_text())
     hyperparameters = {"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations,
                        "num_val_iterations_per_epoch": args.val_iterations, "final_validation": False,
-                       "save_every": 1, "seed": seed}
+                       "save_every": 1, "seed": seed, **(extra_hyperparameters or {})}
     run_env = pipeline.nnunet_environment(workdir, hyperparameters, base=env)
-    results = workdir / "nnUNet_results" / f"seed_{seed}"  # nnU-Net's fold folder does not name the seed
+    # nnU-Net's fold folder names neither the seed nor the variant
+    results = workdir / "nnUNet_results" / (f"{variant}/seed_{seed}" if variant else f"seed_{seed}")
     results.mkdir(parents=True, exist_ok=True)
     run_env["nnUNet_results"] = str(results)
     fold = results / setup["dataset"] / f"{trainer}__{PLANS}__{args.configuration}" / "fold_0"
-    log = workdir / "logs" / f"{trainer}__seed{seed}.txt"
+    log = workdir / "logs" / f"{name}__seed{seed}.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
-    record = {"trainer": trainer, "seed": seed, "resumed": fold.exists(), "train_s": 0.0}
+    record = {"trainer": trainer, "variant": variant, "hyperparameters": extra_hyperparameters or {}, "seed": seed,
+              "resumed": fold.exists(), "train_s": 0.0}
     if not (fold / "checkpoint_final.pth").is_file():
         # --c continues from checkpoint_latest (or starts afresh, nnU-Net says so, when there is none)
         start = time.perf_counter()
         pipeline.train(DATASET_ID, args.configuration, 0, trainer, run_env, device=args.device,
                        extra=["--c"] if fold.exists() else [], log_file=log, echo=False)
         record["train_s"] = time.perf_counter() - start
-    evaluation = workdir / "evaluation" / trainer / f"seed_{seed}"
+    evaluation = workdir / "evaluation" / name / f"seed_{seed}"
+    test_set = Path(setup["heldout"]) if test_set is None else Path(test_set)
     start = time.perf_counter()
     pipeline.run([sys.executable, "-m", "nnunet_prism.cli", "evaluate", "-d", str(DATASET_ID), "-c",
-                  args.configuration, "-tr", trainer, "-f", "0", "-i", str(Path(setup["heldout"]) / "imagesTr"),
-                  "-l", str(Path(setup["heldout"]) / "labelsTr"), "-o", str(evaluation), "-device", args.device,
+                  args.configuration, "-tr", trainer, "-f", "0", "-i", str(test_set / "imagesTr"),
+                  "-l", str(test_set / "labelsTr"), "-o", str(evaluation), "-device", args.device,
                   *([] if args.tta else ["--disable_tta"])], run_env, log_file=log, echo=False)
     epochs = epoch_times(fold)
     record.update({"evaluate_s": time.perf_counter() - start, "epoch_times_s": epochs,

@@ -1,0 +1,159 @@
+"""Which PRISM term costs whole-tumour Dice? Ablations on a development set, not the held-out one.
+
+    python benchmarks/prism_ablation.py [--workdir benchmarks/output/quality] [--seeds 0]
+                                        [--variants default no_pixel no_proto temperature_1 ...]
+
+Uses the quality benchmark's work folder (``quality.py``: same training set, same 2d schedule,
+same seeds) and adds a *development* set: complete synthetic cases drawn with another seed than
+the benchmark's held-out cases (which stay untouched for the README's table), so that a change
+of a default chosen here is not tuned on the cases it is reported on. Every variant is PRISM with
+one hyperparameter changed (``VARIANTS``), trained as its own run; the benchmark's own
+MissingModality and PRISM runs (when finished) are scored on the development set too, and the
+training logs' last-epoch loss terms and E^m are read back.
+
+Writes ``ablation.json`` and ``ablation.md`` (mean Dice over the 15 subsets per region, full set,
+worst subset; per variant and seed) into the work folder.
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import quality  # noqa: E402
+
+from nnunet_prism import pipeline  # noqa: E402
+
+PRISM, BASELINE = "nnUNetTrainerPRISM", "nnUNetTrainerMissingModality"
+DEV_DATASET_ID, DEV_SEED = 985, 555
+#: variant -> PRISM hyperparameters changed (PASSION, ACM MM 2024: each isolates one term)
+VARIANTS = {
+    "no_pixel": {"lambda1": 0.0},          # without the pixel-wise KL distillation
+    "no_proto": {"lambda2": 0.0},          # without the semantic (prototype) distillation
+    "temperature_1": {"temperature": 1.0},  # KL on unsoftened probabilities
+    "fixed_E": {"gamma": 0.0},             # E^m stays 1/(1-FR^m): no preference update
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=str(REPO / "benchmarks" / "output" / "quality"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--dev-cases", type=int, default=8)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    return parser.parse_args(argv)
+
+
+def development_set(workdir: Path, env: dict, setup: dict, num_cases: int) -> Path:
+    """Complete labelled cases from another generator seed than the held-out set (made once)."""
+    from nnunet_prism.synthetic_dataset import prepare_complete_test_set
+
+    folder = workdir / "ablation"
+    existing = sorted(Path(env["nnUNet_raw"]).glob(f"Dataset{DEV_DATASET_ID}_*"))
+    if existing and (folder / "dev_set.json").is_file():
+        return existing[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = prepare_complete_test_set(folder, DEV_DATASET_ID, env, num_cases=num_cases, shape=setup["setup"]["shape"],
+                                    seed=DEV_SEED, name="SynDev")
+    (folder / "dev_set.json").write_text(json.dumps({"raw": str(raw), "seed": DEV_SEED, "cases": num_cases}))
+    return raw
+
+
+def score_on(trainer: str, results: Path, workdir: Path, env: dict, dev: Path, out: Path, args) -> dict:
+    """``nnunet_prism evaluate`` of a trained fold on the development set (once)."""
+    if not (out / "subsets.json").is_file():
+        run_env = {**env, "nnUNet_results": str(results)}
+        pipeline.run([sys.executable, "-m", "nnunet_prism.cli", "evaluate", "-d", str(quality.DATASET_ID), "-c",
+                      "2d", "-tr", trainer, "-f", "0", "-i", str(dev / "imagesTr"), "-l", str(dev / "labelsTr"),
+                      "-o", str(out), "-device", args.device, "--disable_tta"], run_env,
+                     log_file=workdir / "ablation" / "evaluate_log.txt", echo=False)
+    return summarise(out / "subsets.json")
+
+
+def summarise(subsets_json: Path) -> dict:
+    """Mean over the 15 subsets per region, the full set and the worst subset (mean of regions)."""
+    from nnunet_prism.evaluation.results import SubsetResults
+
+    results = SubsetResults.load_json(subsets_json)
+    means = results.subset_means("Dice")  # (15, regions)
+    full = means[[len(s) for s in results.subsets].index(len(results.modalities))]
+    worst, worst_value = results.worst_subset("Dice")
+    return {"regions": list(results.regions), "mean_over_subsets": results.average("Dice").tolist(),
+            "full_set": full.tolist(), "worst_subset": results.name(worst), "worst_subset_dice": worst_value}
+
+
+def last_epoch_terms(fold: Path) -> str:
+    """The last 'PRISM ...' line of the training log (E^m, mean RP, L_pixel, L_proto per modality)."""
+    lines = [line for log in sorted(fold.glob("training_log_*.txt")) for line in log.read_text().splitlines()
+             if re.search(r"PRISM FLAIR: E=", line)]
+    return lines[-1].split("PRISM ", 1)[1] if lines else ""
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    workdir = Path(args.workdir).resolve()
+    setup = json.loads((workdir / "setup.json").read_text())  # the benchmark's set-up, prepared by quality.py
+    bench_args = quality.parse_args(["--workdir", str(workdir), *sum(
+        ([f"--{k.replace('_', '-')}", str(setup['setup'][k])] for k in ("epochs", "iterations", "val_iterations")),
+        [])])
+    env = pipeline.nnunet_environment(workdir)
+    env.setdefault("nnUNet_n_proc_DA", "0")
+    dev = development_set(workdir, env, setup, args.dev_cases)
+    rows = {}
+    for seed in args.seeds:
+        for trainer in (BASELINE, PRISM):  # the benchmark's own runs, scored on the development set
+            marker = workdir / "runs" / f"{trainer}__seed{seed}.json"
+            if trainer == PRISM and not marker.is_file():
+                quality.run_one(PRISM, seed, workdir, env, setup, bench_args)  # the benchmark's PRISM run
+            if not marker.is_file():
+                print(f"{trainer} seed {seed}: not trained by quality.py yet, skipped", flush=True)
+                continue
+            record = json.loads(marker.read_text())
+            results = workdir / "nnUNet_results" / f"seed_{seed}"
+            rows[f"{trainer}__seed{seed}"] = {
+                "trainer": trainer, "variant": "default", "seed": seed, "hyperparameters": {},
+                **score_on(trainer, results, workdir, env, dev, workdir / "ablation" / trainer / f"seed_{seed}",
+                           args),
+                "terms": last_epoch_terms(workdir / record["fold"]) if trainer == PRISM else ""}
+            print(f"{trainer} seed {seed}: {rows[f'{trainer}__seed{seed}']['mean_over_subsets']}", flush=True)
+        for variant in args.variants:
+            record = quality.run_one(PRISM, seed, workdir, env, setup, bench_args, variant=variant,
+                                     extra_hyperparameters=VARIANTS[variant], test_set=dev)
+            rows[f"{variant}__seed{seed}"] = {
+                "trainer": PRISM, "variant": variant, "seed": seed, "hyperparameters": VARIANTS[variant],
+                **summarise(workdir / record["evaluation"] / "subsets.json"),
+                "terms": last_epoch_terms(workdir / record["fold"])}
+            print(f"{variant} seed {seed}: {rows[f'{variant}__seed{seed}']['mean_over_subsets']}", flush=True)
+    (workdir / "ablation.json").write_text(json.dumps(rows, indent=1))
+    (workdir / "ablation.md").write_text(markdown(rows, dev))
+    print(markdown(rows, dev))
+
+
+def markdown(rows: dict, dev: Path) -> str:
+    if not rows:
+        return "no runs\n"
+    regions = next(iter(rows.values()))["regions"]
+    lines = [f"# PRISM ablations on the development set {dev.name} (not the benchmark's held-out cases)", "",
+             "| run | seed | changed | mean over 15 subsets " + " / ".join(regions) + " (mean) | full set | "
+             "worst subset |", "|---|---|---|---|---|---|"]
+    for row in rows.values():
+        name = row["trainer"].replace("nnUNetTrainer", "") + ("" if row["variant"] == "default" else
+                                                              f" {row['variant']}")
+        mean, full, worst = row["mean_over_subsets"], row["full_set"], row["worst_subset_dice"]
+        lines.append(f"| {name} | {row['seed']} | {json.dumps(row['hyperparameters']) if row['hyperparameters'] else '–'}"
+                     f" | {' / '.join(f'{v:.3f}' for v in mean)} ({np.mean(mean):.3f}) | "
+                     f"{' / '.join(f'{v:.3f}' for v in full)} | {row['worst_subset']} {worst:.3f} |")
+    terms = [f"- {r['trainer'].replace('nnUNetTrainer', '')} {r['variant']} seed {r['seed']}: {r['terms']}"
+             for r in rows.values() if r["terms"]]
+    return "\n".join(lines + (["", "Last epoch's PRISM terms (training log):", *terms] if terms else [])) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
