@@ -8,15 +8,15 @@ region), e.g. (3, 15, 8, 3). From it:
   mean +- sample standard deviation over the seeds (``mean_std``);
 * ``compare``: trainer A against trainer B, paired on (seed, case): per subset the mean
   difference of the per-(seed, case) mean-over-regions Dice and a two-sided Wilcoxon signed-rank
-  test (``scipy.stats.wilcoxon``, zero differences dropped), the same on all subsets pooled, and
+  test (``scipy.stats.wilcoxon``, zero differences dropped), the same on each (seed, case)'s mean
+  over the subsets (``pooled``: one pair per image and seed, so shared images are not counted twice), and
   how many subsets improve (mean difference > 0) and how many do so significantly;
 * ``plot_subset_dice``: per-subset Dice of every trainer with seed error bars (PNG);
 * ``summary_markdown``: the tables of ``summary.md``.
 
 Seed s of trainer A is paired with seed s of trainer B: seeds are independent replicates, the
-pairing that matters is the case (both trainers scored on the same image). The pooled test treats
-the 15 subsets of a case as separate pairs although they share the image; it summarises, the
-per-subset tests are the ones to cite. NaN Dice (nnU-Net's convention: a region absent from the
+pairing that matters is the case (both trainers scored on the same image). The pooled test
+averages a case's subsets first (they share the image, so they are not independent pairs). NaN Dice (nnU-Net's convention: a region absent from the
 reference and the prediction) is skipped in every mean and drops the pair from a test.
 """
 from __future__ import annotations
@@ -172,20 +172,41 @@ def _paired(a: DiceTable, b: DiceTable) -> Tuple[np.ndarray, np.ndarray, List[in
 
 
 def compare(a: DiceTable, b: DiceTable, alpha: float = SIGNIFICANCE) -> Dict[str, object]:
-    """``a`` against ``b``, paired on (seed, case): per subset and pooled over subsets a
-    ``wilcoxon_test`` of the mean-over-regions Dice; ``improved``: subsets whose mean difference
-    is > 0; ``improved_significant`` / ``worse_significant``: those with p < ``alpha`` too."""
+    """``a`` against ``b``, paired on (seed, case): per subset, and on the mean over the subsets
+    (``pooled``), a ``wilcoxon_test`` of the mean-over-regions Dice; ``improved``: subsets whose mean difference
+    is > 0; ``improved_significant`` / ``worse_significant``: those with p < ``alpha`` too, and
+    ``..._holm`` the same with Holm's correction for the number of subsets tested (``p_holm``)."""
     va, vb, seeds = _paired(a, b)
     per_subset = {s: wilcoxon_test(va[:, j], vb[:, j]) for j, s in enumerate(a.subsets)}
-    pooled = wilcoxon_test(va, vb)
+    with warnings.catch_warnings():  # a (seed, case) with NaN in every subset stays NaN and drops out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pooled = wilcoxon_test(np.nanmean(va, axis=1), np.nanmean(vb, axis=1))  # (seeds, cases)
 
-    def count(sign: int, significant: bool) -> int:
+    for r, adjusted in zip(per_subset.values(), holm([r["p_value"] for r in per_subset.values()])):
+        r["p_holm"] = adjusted
+
+    def count(sign: int, key=None) -> int:
         return sum(1 for r in per_subset.values() if np.sign(r["mean_diff"]) == sign
-                   and (not significant or r["p_value"] < alpha))
+                   and (key is None or r[key] < alpha))
 
     return {"a": a.trainer, "b": b.trainer, "seeds": seeds, "alpha": alpha, "per_subset": per_subset,
-            "pooled": pooled, "subsets": len(a.subsets), "improved": count(1, False),
-            "improved_significant": count(1, True), "worse_significant": count(-1, True)}
+            "pooled": pooled, "subsets": len(a.subsets), "improved": count(1),
+            "improved_significant": count(1, "p_value"), "worse_significant": count(-1, "p_value"),
+            "improved_significant_holm": count(1, "p_holm"), "worse_significant_holm": count(-1, "p_holm")}
+
+
+def holm(p_values: Sequence[float]) -> List[float]:
+    """Holm's step-down adjusted p-values (Holm 1979), in the given order; NaN stays NaN and is
+    not counted among the tests: p_(i) -> max_{j <= i} min(1, (m - j + 1) p_(j))."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
 
 
 # ------------------------------------------------------------------------------------ output
@@ -222,14 +243,15 @@ def summary_markdown(summaries: Mapping[str, Mapping], comparisons: Sequence[Map
                   f"Paired on (seed, case), seeds {', '.join(map(str, c['seeds']))}; difference of the "
                   f"mean-over-regions Dice ({c['a']} − {c['b']}); two-sided Wilcoxon signed-rank. "
                   f"Improved subsets: **{c['improved']} of {c['subsets']}** "
-                  f"({c['improved_significant']} with p < {c['alpha']}; {c['worse_significant']} significantly "
-                  f"worse). All subsets pooled: mean difference {pooled['mean_diff']:+.3f}, "
+                  f"({c['improved_significant']} with p < {c['alpha']}, {c['improved_significant_holm']} after "
+                  f"Holm's correction for {c['subsets']} tests; significantly worse: {c['worse_significant']}, "
+                  f"{c['worse_significant_holm']} after Holm). Mean over the subsets per (seed, case): difference {pooled['mean_diff']:+.3f}, "
                   f"p = {_p(pooled['p_value'])} (n = {pooled['n']}).", "",
-                  "| subset | mean difference | median difference | n | p |", "|---|---|---|---|---|"]
+                  "| subset | mean difference | median difference | n | p | p (Holm) |", "|---|---|---|---|---|---|"]
         for subset, r in c["per_subset"].items():
-            mark = " *" if r["p_value"] < c["alpha"] else ""
+            mark = " *" if r["p_holm"] < c["alpha"] else ""
             lines.append(f"| {subset} | {r['mean_diff']:+.3f} | {r['median_diff']:+.3f} | {r['n']} | "
-                         f"{_p(r['p_value'])}{mark} |")
+                         f"{_p(r['p_value'])} | {_p(r['p_holm'])}{mark} |")
     return "\n".join(lines) + "\n"
 
 

@@ -82,7 +82,12 @@ def test_compare_pairs_on_seed_and_case_and_counts_subsets(qs):
     assert t2["mean_diff"] == pytest.approx(-0.035) and t2["p_value"] == pytest.approx(2 / 64)
     assert full["mean_diff"] == pytest.approx(0.1 / 6) and full["p_value"] == pytest.approx(1.0)
     assert c["improved"] == 2 and c["improved_significant"] == 1 and c["worse_significant"] == 1
-    assert c["pooled"]["n"] == 18 and c["seeds"] == [0, 1] and c["subsets"] == 3
+    # Holm over the 3 subsets: 2/64 * 3 and max(that, 2/64 * 2); neither stays below 0.05
+    assert [c["per_subset"][s]["p_holm"] for s in ("T1", "T2", "T1+T2")] == pytest.approx([3 * 2 / 64] * 2 + [1.0])
+    assert c["improved_significant_holm"] == 0 and c["worse_significant_holm"] == 0
+    # pooled: one pair per (seed, case), its mean over the 3 subsets
+    assert c["pooled"]["n"] == 6 and c["pooled"]["mean_diff"] == pytest.approx(1.09 / 18)
+    assert c["seeds"] == [0, 1] and c["subsets"] == 3
 
 
 def test_compare_uses_common_seeds_and_cases_only(qs):
@@ -157,3 +162,9 @@ def test_summary_markdown_and_plot(qs, tmp_path):
     assert "### nnUNetTrainerPRISM vs nnUNetTrainerPrismBase" in text and "| T1+T2 | +" in text
     path = qs.plot_subset_dice([a, b], tmp_path / "quality_dice.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_holm_adjustment(qs):
+    assert qs.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    adjusted = qs.holm([0.02, np.nan, 0.01])  # NaN is not a test: m = 2
+    assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
