@@ -29,6 +29,7 @@ outputs are written from the finished ones.
 import argparse
 import json
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -221,9 +222,10 @@ def analyse(workdir: Path, runs: dict, args, report: dict) -> str:
     for trainer in tables:
         mine = [r for r in runs.values() if r["trainer"] == trainer]
         per_it = [r["s_per_iteration"] for r in mine if r.get("s_per_iteration")]
-        header.append(f"| {trainer} | {len(mine)} | {_mean_text(per_it, '.2f')} s | "
-                      f"{_mean_text([r['train_s'] for r in mine if r['train_s']], '.0f')} s | "
-                      f"{_mean_text([r['evaluate_s'] for r in mine], '.0f')} s |")
+        header.append(f"| {trainer} | {len(mine)} | {_median_text(per_it, '.2f')} s | "
+                      f"{_median_text([r['train_s'] for r in mine if r['train_s']], '.0f')} s | "
+                      f"{_median_text([r['evaluate_s'] for r in mine], '.0f')} s |")
+    header += ["", "(Times: medians over a trainer's runs.)", ""]
     return quality_stats.summary_markdown(report["summaries"], report["comparisons"], first.regions, header)
 
 
@@ -238,8 +240,9 @@ def json_safe(value):
     return value
 
 
-def _mean_text(values, spec: str) -> str:
-    return format(sum(values) / len(values), spec) if values else "–"
+def _median_text(values, spec: str) -> str:
+    """The median: a run that shared the CPU with another job does not set the figure."""
+    return format(statistics.median(values), spec) if values else "–"
 
 
 def main(argv=None):
