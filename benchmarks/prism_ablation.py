@@ -38,6 +38,8 @@ VARIANTS = {
     "no_proto": {"lambda2": 0.0},          # without the semantic (prototype) distillation
     "temperature_1": {"temperature": 1.0},  # KL on unsoftened probabilities
     "fixed_E": {"gamma": 0.0},             # E^m stays 1/(1-FR^m): no preference update
+    # prototypes of the disjoint classes (background, ED, NCR, ET) as in the paper, not of the overlapping regions
+    "disjoint_prototypes": {"prototype_region_classes": "disjoint"},
 }
 
 

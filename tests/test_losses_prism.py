@@ -500,3 +500,32 @@ def test_prism_distillation_loss_on_pair_rows_equals_dense(region_based):
     assert rows_logits.grad.flatten(1).abs().sum(1).gt(0).all()
     with pytest.raises(ValueError, match="one row per present pair"):
         pixel_distillation_loss(teacher_logits, [rows_logits[1:]], mask, pairs=pairs)
+
+
+def test_disjoint_region_classes_are_the_label_classes():
+    """Region-based prototypes with ``region_classes="disjoint"`` equal label-based prototypes
+    on the label map the nested regions come from (PASSION's classes: background, ED, NCR, ET)."""
+    from nnunet_prism.losses.prototype import class_masks, prototype_distillation
+
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 4, (2, 1, 6, 6), generator=g)            # 0 bg, 1 NCR, 2 ED, 3 ET
+    labels[1][labels[1] == 3] = 1                                      # sample 1 without ET
+    regions = torch.cat([labels > 0, (labels == 1) | (labels == 3), labels == 3], 1).float()  # WT, TC, ET
+    masks, foreground = class_masks(regions, True, region_classes="disjoint")
+    assert masks.shape == (2, 8, 6, 6) and foreground.tolist() == [False] + [True] * 7
+    assert torch.equal(masks.sum(1), torch.ones(2, 6, 6, dtype=torch.long)), "every voxel in exactly one class"
+    for code, label in ((0, 0), (1, 2), (3, 1), (7, 3)):               # WT only = ED, WT+TC = NCR, all = ET
+        assert torch.equal(masks[:, code], labels[:, 0] == label)
+    teacher = torch.randn(2, 5, 6, 6, generator=g)
+    students = torch.randn(4, 5, 6, 6, generator=g)
+    pairs = (torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1]))
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    from_regions = prototype_distillation(teacher, students, regions, mask, True, region_classes="disjoint",
+                                          pairs=pairs)
+    from_labels = prototype_distillation(teacher, students, labels, mask, False, num_classes=4, pairs=pairs)
+    torch.testing.assert_close(from_regions.loss, from_labels.loss)
+    torch.testing.assert_close(from_regions.gap, from_labels.gap)
+    per_region = prototype_distillation(teacher, students, regions, mask, True, pairs=pairs)
+    assert not torch.allclose(per_region.loss, from_labels.loss), "one prototype per overlapping region differs"
+    with pytest.raises(ValueError, match="region_classes"):
+        class_masks(regions, True, region_classes="nested")

@@ -36,9 +36,13 @@ class PrototypeDistillation(NamedTuple):
     valid: torch.Tensor
 
 
+#: how region-based targets become prototype classes (``region_classes``)
+REGION_CLASSES = ("regions", "disjoint")
+
+
 def class_masks(target: Logits, region_based: bool,
                 num_classes: Optional[int] = None, include_background: bool = True,
-                ignore_label: Optional[int] = None):
+                ignore_label: Optional[int] = None, region_classes: str = "regions"):
     """Boolean ground-truth masks per class/region and which of them are foreground.
 
     target: label-based (B, 1, *spatial) or (B, *spatial) integer label map; region-based
@@ -47,13 +51,24 @@ def class_masks(target: Logits, region_based: bool,
     Returns masks (B, K, *spatial) bool and foreground (K,) bool. Label-based: K = num_classes
     (default max label + 1; pass it to avoid a device sync), class 0 is background and is dropped
     with include_background=False; voxels equal to ignore_label belong to no class (they still
-    count in the voxel mean of the similarity maps). Region-based: K = R, every region is
-    foreground.
+    count in the voxel mean of the similarity maps). Region-based, ``region_classes="regions"``:
+    K = R, one class per (overlapping) region, every region is foreground; ``"disjoint"``: the
+    disjoint classes the regions cut the volume into, K = 2^R, class c = the voxels whose region
+    memberships are the bits of c, background (c = 0) included and the only non-foreground one
+    (nested BraTS regions WT ⊃ TC ⊃ ET give background, ED, NCR, ET: PASSION's classes
+    1[y_i = k]; classes without voxels are skipped by the callers).
     """
     target = full_resolution(target)
     if region_based:
         masks = target > 0.5 if target.is_floating_point() else target != 0
-        return masks, torch.ones(masks.shape[1], dtype=torch.bool, device=masks.device)
+        if region_classes == "regions":
+            return masks, torch.ones(masks.shape[1], dtype=torch.bool, device=masks.device)
+        if region_classes != "disjoint":
+            raise ValueError(f"region_classes must be one of {REGION_CLASSES}, got {region_classes!r}")
+        bits = (1 << torch.arange(masks.shape[1], device=masks.device)).view((1, -1) + (1,) * (masks.ndim - 2))
+        codes = (masks.long() * bits).sum(1)                                     # (B, *spatial)
+        classes = torch.arange(2 ** masks.shape[1], device=masks.device)
+        return codes.unsqueeze(1) == classes.view((1, -1) + (1,) * (codes.ndim - 1)), classes != 0
     labels = target[:, 0] if target.ndim >= 3 and target.shape[1] == 1 else target
     labels = labels.long()
     if num_classes is None:
@@ -86,7 +101,7 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
                            modality_mask: torch.Tensor, region_based: bool = False,
                            num_classes: Optional[int] = None, include_background: bool = True,
                            ignore_label: Optional[int] = None,
-                           eps: float = 1e-8,
+                           eps: float = 1e-8, region_classes: str = "regions",
                            *, pairs: Tuple[torch.Tensor, torch.Tensor],
                            class_scope: str = "sample",
                            batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> PrototypeDistillation:
@@ -106,6 +121,8 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
     - Classes: per sample, only classes/regions with at least one voxel (the official code
       needs a class in every sample of the batch; per sample loses nothing). Label-based
       includes background by default (method text: all k in [K]; official code likewise).
+      Region-based: ``region_classes`` (:func:`class_masks`): one prototype per region, or per
+      disjoint class of the regions with background (the classes of the method text).
     - ``class_scope="batch"`` (official PASSION code): only the classes/regions present in EVERY
       sample of the batch, for every sample (a class absent from one sample is dropped for all);
       a sample is then valid when that set is not empty (background alone counts). ``batch_sum``
@@ -123,7 +140,7 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
                          f"(P = {b_idx.shape[0]}, *teacher.shape[1:]) for teacher features "
                          f"{tuple(teacher_features.shape)} and modality mask {tuple(mask.shape)}")
     masks, foreground = class_masks(target, region_based, num_classes, include_background,
-                                    ignore_label)
+                                    ignore_label, region_classes)
     spatial = teacher_features.shape[2:]
     if masks.shape[0] != batch or masks.shape[2:] != spatial:
         raise ValueError(f"target of spatial size {tuple(masks.shape[2:])} (batch {masks.shape[0]}) "

@@ -27,6 +27,7 @@ from nnunet_prism.deep_supervision import full_resolution
 from nnunet_prism.losses import (DEFAULT_GAMMA, DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO, DEFAULT_TEMPERATURE,
                                  PreferenceState, prism_distillation_loss)
 from nnunet_prism.losses.preference import RP_STATISTICS, RULES, SCOPES, unimodal_weights
+from nnunet_prism.losses.prototype import REGION_CLASSES
 from nnunet_prism.modalities import missing_rates
 from nnunet_prism.networks.decoding import checkpointed
 from nnunet_prism.training.distributed import is_distributed, reduce_preference_state, sum_over_ranks
@@ -81,6 +82,10 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         "prototype_classes": Hyperparameter("choice", "sample", "prototypes over the classes of each sample; "
                                                                 "`batch`: only classes present in every sample of "
                                                                 "the batch (official code)", choices=SCOPES),
+        "prototype_region_classes": Hyperparameter(
+            "choice", "regions", "region-based sets: one prototype per nnU-Net region (WT, TC, ET overlap); "
+                                 "`disjoint`: per disjoint class the regions make, background included "
+                                 "(PASSION's 1[y=k]: background, ED, NCR, ET)", choices=REGION_CLASSES),
         "omega_scope": Hyperparameter("choice", "sample", "omega from each sample's RP (paper); `batch`: from the "
                                                           "batch-summed RP (official code)", choices=SCOPES),
         "proto_data_weight": Hyperparameter("bool", False, "semantic loss times 1/(1-FR^m), the modality's data "
@@ -171,6 +176,7 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         DDP the batch-level statistics (batch classes, batch gate) are summed over the ranks."""
         batch_level = "batch" in (self.prototype_classes, self.omega_scope) or self.unimodal_preference
         return {"upsample": self.kl_levels == "upsampled", "class_scope": self.prototype_classes,
+                "region_classes": self.prototype_region_classes,
                 "omega_scope": self.omega_scope,
                 "proto_coefficients": self.preference.fixed.to(self.device, torch.float32)
                 if self.proto_data_weight else None,
