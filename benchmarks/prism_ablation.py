@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import quality  # noqa: E402
+import quality_stats  # noqa: E402
 
 from nnunet_prism import pipeline  # noqa: E402
 
@@ -87,7 +88,8 @@ def summarise(subsets_json: Path) -> dict:
     means = results.subset_means("Dice")  # (15, regions)
     full = means[[len(s) for s in results.subsets].index(len(results.modalities))]
     worst, worst_value = results.worst_subset("Dice")
-    return {"regions": list(results.regions), "mean_over_subsets": results.average("Dice").tolist(),
+    return {"subsets_json": str(subsets_json), "regions": list(results.regions),
+            "mean_over_subsets": results.average("Dice").tolist(),
             "full_set": full.tolist(), "worst_subset": results.name(worst), "worst_subset_dice": worst_value}
 
 
@@ -133,12 +135,38 @@ def main(argv=None):
                 **summarise(workdir / record["evaluation"] / "subsets.json"),
                 "terms": last_epoch_terms(workdir / record["fold"])}
             print(f"{variant} seed {seed}: {rows[f'{variant}__seed{seed}']['mean_over_subsets']}", flush=True)
-    (workdir / "ablation.json").write_text(json.dumps(rows, indent=1))
-    (workdir / "ablation.md").write_text(markdown(rows, dev))
-    print(markdown(rows, dev))
+    comparisons = paired_tests(rows)
+    (workdir / "ablation.json").write_text(json.dumps({"runs": rows, "comparisons": comparisons}, indent=1,
+                                                      default=float))
+    (workdir / "ablation.md").write_text(markdown(rows, dev, comparisons))
+    print(markdown(rows, dev, comparisons))
 
 
-def markdown(rows: dict, dev: Path) -> str:
+def run_name(row: dict) -> str:
+    return row["trainer"].replace("nnUNetTrainer", "") + ("" if row["variant"] == "default" else f" {row['variant']}")
+
+
+def paired_tests(rows: dict) -> list:
+    """Every variant against PRISM and against MissingModality on the development set: the
+    quality benchmark's paired Wilcoxon test over (seed, case) on the mean over the 15 subsets."""
+    from nnunet_prism.evaluation.results import SubsetResults
+
+    per_run = {}
+    for row in rows.values():
+        per_run.setdefault(run_name(row), {})[row["seed"]] = SubsetResults.load_json(row["subsets_json"])
+    tables = {name: quality_stats.DiceTable.from_subset_results(name, seeds) for name, seeds in per_run.items()}
+    prism, baseline = run_name({"trainer": PRISM, "variant": "default"}), run_name({"trainer": BASELINE,
+                                                                                     "variant": "default"})
+    out = []
+    for name in tables:
+        for reference in (baseline, prism):
+            if name not in (baseline, reference) and reference in tables:
+                c = quality_stats.compare(tables[name], tables[reference])
+                out.append({"a": name, "b": reference, "seeds": c["seeds"], **c["pooled"]})
+    return out
+
+
+def markdown(rows: dict, dev: Path, comparisons: list = ()) -> str:
     if not rows:
         return "no runs\n"
     regions = next(iter(rows.values()))["regions"]
@@ -146,15 +174,19 @@ def markdown(rows: dict, dev: Path) -> str:
              "| run | seed | changed | mean over 15 subsets " + " / ".join(regions) + " (mean) | full set | "
              "worst subset |", "|---|---|---|---|---|---|"]
     for row in rows.values():
-        name = row["trainer"].replace("nnUNetTrainer", "") + ("" if row["variant"] == "default" else
-                                                              f" {row['variant']}")
+        name = run_name(row)
         mean, full, worst = row["mean_over_subsets"], row["full_set"], row["worst_subset_dice"]
         lines.append(f"| {name} | {row['seed']} | {json.dumps(row['hyperparameters']) if row['hyperparameters'] else '–'}"
                      f" | {' / '.join(f'{v:.3f}' for v in mean)} ({np.mean(mean):.3f}) | "
                      f"{' / '.join(f'{v:.3f}' for v in full)} | {row['worst_subset']} {worst:.3f} |")
     terms = [f"- {r['trainer'].replace('nnUNetTrainer', '')} {r['variant']} seed {r['seed']}: {r['terms']}"
              for r in rows.values() if r["terms"]]
-    return "\n".join(lines + (["", "Last epoch's PRISM terms (training log):", *terms] if terms else [])) + "\n"
+    tests = ["", "Paired Wilcoxon signed-rank over (seed, case) of the mean Dice over the 15 subsets "
+                 "(mean over regions):", "", "| run | against | seeds | mean difference | n | p |",
+             "|---|---|---|---|---|---|"] + [
+        f"| {c['a']} | {c['b']} | {', '.join(map(str, c['seeds']))} | {c['mean_diff']:+.4f} | {c['n']} | "
+        f"{c['p_value']:.2g} |" for c in comparisons] if comparisons else []
+    return "\n".join(lines + tests + (["", "Last epoch's PRISM terms (training log):", *terms] if terms else [])) + "\n"
 
 
 if __name__ == "__main__":
