@@ -69,14 +69,12 @@ def development_set(workdir: Path, env: dict, setup: dict, num_cases: int) -> Pa
     return raw
 
 
-def score_on(trainer: str, results: Path, workdir: Path, env: dict, dev: Path, out: Path, args) -> dict:
-    """``nnunet_prism evaluate`` of a trained fold on the development set (once)."""
+def score_on(trainer: str, results: Path, workdir: Path, env: dict, dev: Path, out: Path, bench_args) -> dict:
+    """``nnunet_prism evaluate`` of a trained fold on the development set (once), as the benchmark
+    evaluates (its configuration, device and mirroring)."""
     if not (out / "subsets.json").is_file():
-        run_env = {**env, "nnUNet_results": str(results)}
-        pipeline.run([sys.executable, "-m", "nnunet_prism.cli", "evaluate", "-d", str(quality.DATASET_ID), "-c",
-                      "2d", "-tr", trainer, "-f", "0", "-i", str(dev / "imagesTr"), "-l", str(dev / "labelsTr"),
-                      "-o", str(out), "-device", args.device, "--disable_tta"], run_env,
-                     log_file=workdir / "ablation" / "evaluate_log.txt", echo=False)
+        quality.evaluate(trainer, {**env, "nnUNet_results": str(results)}, dev, out, bench_args,
+                         workdir / "ablation" / "evaluate_log.txt")
     return summarise(out / "subsets.json")
 
 
@@ -105,8 +103,9 @@ def main(argv=None):
     workdir = Path(args.workdir).resolve()
     setup = json.loads((workdir / "setup.json").read_text())  # the benchmark's set-up, prepared by quality.py
     bench_args = quality.parse_args(["--workdir", str(workdir), *sum(
-        ([f"--{k.replace('_', '-')}", str(setup['setup'][k])] for k in ("epochs", "iterations", "val_iterations")),
-        [])])
+        ([f"--{k.replace('_', '-')}", str(setup['setup'][k])]
+         for k in ("epochs", "iterations", "val_iterations", "configuration")), []),
+        "--device", args.device, *(["--tta"] if setup["setup"]["tta"] else [])])
     env = pipeline.nnunet_environment(workdir)
     env.setdefault("nnUNet_n_proc_DA", "0")
     dev = development_set(workdir, env, setup, args.dev_cases)
@@ -124,7 +123,7 @@ def main(argv=None):
             rows[f"{trainer}__seed{seed}"] = {
                 "trainer": trainer, "variant": "default", "seed": seed, "hyperparameters": {},
                 **score_on(trainer, results, workdir, env, dev, workdir / "ablation" / trainer / f"seed_{seed}",
-                           args),
+                           bench_args),
                 "terms": last_epoch_terms(workdir / record["fold"]) if trainer == PRISM else ""}
             print(f"{trainer} seed {seed}: {rows[f'{trainer}__seed{seed}']['mean_over_subsets']}", flush=True)
         for variant in args.variants:

@@ -166,12 +166,8 @@ def run_one(trainer: str, seed: int, workdir: Path, env: dict, setup: dict, args
                        extra=["--c"] if fold.exists() else [], log_file=log, echo=False)
         record["train_s"] = time.perf_counter() - start
     evaluation = workdir / "evaluation" / name / f"seed_{seed}"
-    test_set = Path(setup["heldout"]) if test_set is None else Path(test_set)
     start = time.perf_counter()
-    pipeline.run([sys.executable, "-m", "nnunet_prism.cli", "evaluate", "-d", str(DATASET_ID), "-c",
-                  args.configuration, "-tr", trainer, "-f", "0", "-i", str(test_set / "imagesTr"),
-                  "-l", str(test_set / "labelsTr"), "-o", str(evaluation), "-device", args.device,
-                  *([] if args.tta else ["--disable_tta"])], run_env, log_file=log, echo=False)
+    evaluate(trainer, run_env, Path(setup["heldout"]) if test_set is None else Path(test_set), evaluation, args, log)
     epochs = epoch_times(fold)
     record.update({"evaluate_s": time.perf_counter() - start, "epoch_times_s": epochs,
                    "s_per_iteration": sum(epochs) / (len(epochs) * args.iterations) if epochs else None,
@@ -179,6 +175,15 @@ def run_one(trainer: str, seed: int, workdir: Path, env: dict, setup: dict, args
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(record, indent=1))
     return record
+
+
+def evaluate(trainer: str, run_env: dict, test_set: Path, out: Path, args, log: Path) -> None:
+    """``nnunet_prism evaluate`` of fold 0 (from ``run_env``'s nnUNet_results) on a raw set of
+    complete labelled cases, all 15 subsets, into ``out``."""
+    pipeline.run([sys.executable, "-m", "nnunet_prism.cli", "evaluate", "-d", str(DATASET_ID), "-c",
+                  args.configuration, "-tr", trainer, "-f", "0", "-i", str(test_set / "imagesTr"),
+                  "-l", str(test_set / "labelsTr"), "-o", str(out), "-device", args.device,
+                  *([] if args.tta else ["--disable_tta"])], run_env, log_file=log, echo=False)
 
 
 def analyse(workdir: Path, runs: dict, args, report: dict) -> str:
