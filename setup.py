@@ -72,6 +72,11 @@ setup(
         "scikit-image",  # PSNR/SSIM of M2DN synthesis (nnunet_prism synth evaluate)
     ],
     extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": ["nnunet_prism=nnunet_prism.cli:main"]},
+    entry_points={
+        "console_scripts": ["nnunet_prism=nnunet_prism.cli:main"],
+        # tables of further nnunet_prism subcommands (nnunet_prism.cli): the conversion commands and
+        # the demo live in dataset_conversion, which builds on nnunet_prism (not the other way round)
+        "nnunet_prism.commands": ["dataset_conversion = dataset_conversion.commands:SUBCOMMANDS"],
+    },
     cmdclass=cmdclass,
 )

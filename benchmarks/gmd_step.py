@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nnunet_prism import pipeline  # noqa: E402
-from nnunet_prism.synthetic_dataset import prepare_synthetic_dataset  # noqa: E402
+from dataset_conversion.phantom_dataset import prepare_synthetic_dataset  # noqa: E402
 
 DATASET_ID = 983
 #: name -> (trainer, hyperparameters)

@@ -43,7 +43,7 @@ def machine(threads) -> str:
 
 
 def prepare(workdir: Path, env, args):
-    from nnunet_prism.synthetic_dataset import prepare_synthetic_dataset
+    from dataset_conversion.phantom_dataset import prepare_synthetic_dataset
 
     pre = workdir / "nnUNet_preprocessed"
     if args.reuse and any(pre.glob(f"Dataset{DATASET_ID}_*/nnUNetPlans_3d_fullres/*.pkl")):
@@ -54,7 +54,7 @@ def prepare(workdir: Path, env, args):
 
 
 def train_m2dn(args):
-    from nnunet_prism.synthesis.training import M2DNTrainer, TrainingOptions
+    from nnunet_prism.m2dn.training import M2DNTrainer, TrainingOptions
 
     probe = M2DNTrainer(DATASET_ID, 0, CONFIGURATION, options=TrainingOptions(iterations=10 ** 6))
     probe.train_step()
@@ -91,7 +91,7 @@ def sampling_times(network, diffusion, reader, case, steps_list, batch=16):
 
 
 def synthesis_quality(network, diffusion, reader, held_out, modalities, args, workdir):
-    from nnunet_prism.synthesis.evaluation import evaluate_cases, summarise, write_tables
+    from nnunet_prism.m2dn.evaluation import evaluate_cases, summarise, write_tables
 
     rows = evaluate_cases(network, diffusion, reader, held_out, args.eval_steps, 0, progress=lambda s: None)
     table = summarise(rows, modalities)
@@ -108,7 +108,7 @@ def segmentation_dice(checkpoint, held_out, raw_folder: Path, workdir: Path, arg
 
     from nnunet_prism.evaluation.metrics import evaluate_case, targets_from_dataset_json
     from nnunet_prism.modalities import all_subsets, subset_name
-    from nnunet_prism.synthesis.imputation import impute_folder
+    from nnunet_prism.m2dn.imputation import impute_folder
 
     train_env = pipeline.nnunet_environment(workdir, {"num_epochs": args.seg_epochs,
                                                       "num_iterations_per_epoch": args.seg_iterations,
@@ -214,8 +214,8 @@ def main():
     print(f"(b) training M2DN for {args.budget:.0f} s ...", flush=True)
     checkpoint, report["m2dn"] = train_m2dn(args)
 
-    from nnunet_prism.synthesis.data import CaseReader, open_preprocessed
-    from nnunet_prism.synthesis.training import load_model
+    from nnunet_prism.m2dn.data import CaseReader, open_preprocessed
+    from nnunet_prism.m2dn.training import load_model
     network, diffusion, config = load_model(checkpoint)
     pre = open_preprocessed(DATASET_ID, CONFIGURATION)
     held_out = config["held_out"]

@@ -168,7 +168,7 @@ def training_loss(trainer: str, network, loss, data, mask, target, label_manager
 
             from nnunet_prism.losses import DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO, DEFAULT_TEMPERATURE
             from nnunet_prism.networks.decoding import checkpointed
-            from nnunet_prism.training.nnUNetTrainerPRISM import prism_objective
+            from nnunet_prism.training.trainers.nnUNetTrainerPRISM import prism_objective
             objective = partial(prism_objective, out, target, torch.ones(mask.shape[1], device=data.device),
                                 label_manager, loss.weight_factors, DEFAULT_TEMPERATURE, DEFAULT_LAMBDA_PIXEL,
                                 DEFAULT_LAMBDA_PROTO, None)
@@ -176,12 +176,12 @@ def training_loss(trainer: str, network, loss, data, mask, target, label_manager
         return total
     if trainer == "nnUNetTrainerShaSpec":
         from nnunet_prism.losses.shaspec import DEFAULT_ALPHA, DEFAULT_BETA
-        from nnunet_prism.training.nnUNetTrainerShaSpec import shaspec_objective
+        from nnunet_prism.training.trainers.nnUNetTrainerShaSpec import shaspec_objective
         out = network(data, mask, return_all=True)
         return shaspec_objective(out, loss(out.logits, target), out.modality_mask, DEFAULT_ALPHA, DEFAULT_BETA)[0]
     if trainer == "nnUNetTrainerGMD":
         from nnunet_prism.modalities import subset_masks
-        from nnunet_prism.training.nnUNetTrainerGMD import subset_losses
+        from nnunet_prism.training.trainers.nnUNetTrainerGMD import subset_losses
         subsets = torch.as_tensor(subset_masks(mask.shape[1]), device=data.device)
         chosen = random.Random(0).sample(range(len(subsets)), min(GMD_SUBSETS, len(subsets)))
         # GMD's k subset losses (their gradients come from one graph)

@@ -56,7 +56,7 @@ def parse_args(argv=None):
 
 def development_set(workdir: Path, env: dict, setup: dict, num_cases: int) -> Path:
     """Complete labelled cases from another generator seed than the held-out set (made once)."""
-    from nnunet_prism.synthetic_dataset import prepare_complete_test_set
+    from dataset_conversion.phantom_dataset import prepare_complete_test_set
 
     folder = workdir / "ablation"
     existing = sorted(Path(env["nnUNet_raw"]).glob(f"Dataset{DEV_DATASET_ID}_*"))

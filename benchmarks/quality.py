@@ -103,7 +103,7 @@ def set_batch_size(preprocessed: Path, configuration: str, batch_size: int) -> d
 def prepare(workdir: Path, env: dict, args) -> dict:
     """The training set (converted with the missing rates, planned, preprocessed for the
     configuration) and the complete held-out cases, once per work folder."""
-    from nnunet_prism.synthetic_dataset import prepare_complete_test_set, prepare_synthetic_dataset
+    from dataset_conversion.phantom_dataset import prepare_complete_test_set, prepare_synthetic_dataset
 
     marker = workdir / "setup.json"
     wanted = setup_of(args)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nnunet_prism import pipeline  # noqa: E402
-from nnunet_prism.synthetic_dataset import prepare_complete_test_set, prepare_synthetic_dataset  # noqa: E402
+from dataset_conversion.phantom_dataset import prepare_complete_test_set, prepare_synthetic_dataset  # noqa: E402
 
 BASELINE = "nnUNetTrainer"
 # plain nnUNetTrainer ignores nnUNet_prism_hparams (it would train 1000 x 250 iterations); our base

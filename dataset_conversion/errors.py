@@ -1,9 +1,10 @@
 """The converters' exception type, a problem the user can fix in the input, and the file completeness
 check that raises it."""
+from nnunet_prism.errors import NnunetPrismError
 from nnunet_prism.image_io import IncompleteImageError, check_nifti_complete
 
 
-class ConversionError(ValueError):
+class ConversionError(NnunetPrismError, ValueError):
     """Bad input for a dataset conversion. The message is one sentence naming the case and file."""
 
 

@@ -1,16 +1,32 @@
 """The ``nnunet_prism`` command. Each subcommand lives in its own module that provides
-``add_arguments(parser)`` and ``run(args)``; this file only wires them together and turns
-user-caused errors into one line on stderr (exit code 2) instead of a traceback."""
+``add_arguments(parser)`` and ``run(args)``; this file only wires them together and turns user
+errors into one line on stderr (exit code 2, ``nnunet_prism.errors``) instead of a traceback.
+
+The subcommands of ``SUBCOMMANDS`` live in this package. Other packages add theirs through the
+entry-point group ``nnunet_prism.commands`` (``setup.py``): each entry names a table like
+``SUBCOMMANDS``. That is how the conversion commands and the demo, which live in
+``dataset_conversion`` (built on this package, which imports nothing from it), become
+``nnunet_prism`` subcommands.
+"""
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import re
 import sys
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Tuple
 
-# subcommand -> (module, one-line help)
-SUBCOMMANDS = {
-    "demo": ("nnunet_prism.commands.demo", "run the whole pipeline on a synthetic BraTS-like set"),
+from nnunet_prism import errors
+
+DESCRIPTION = "nnU-Net v2 extension for multimodal segmentation with missing modalities."
+
+#: subcommand -> (module, one-line help)
+Table = Mapping[str, Tuple[str, str]]
+
+SUBCOMMANDS: Table = {
     "train": ("nnunet_prism.commands.train", "nnUNetv2_train with our trainers and --hp overrides"),
     "predict": ("nnunet_prism.commands.predict", "nnUNetv2_predict on a folder where some modality files are absent"),
     "evaluate": ("nnunet_prism.commands.evaluate", "Dice and HD95 on all modality subsets: tables and heatmap"),
@@ -19,12 +35,45 @@ SUBCOMMANDS = {
     "env": ("nnunet_prism.commands.env", "print the export line that registers our trainers with nnU-Net"),
     "doctor": ("nnunet_prism.commands.doctor", "check that nnU-Net finds every nnunet_prism trainer"),
     "m2dn": ("nnunet_prism.commands.m2dn", "M2DN diffusion: train, impute absent modality files, evaluate PSNR/SSIM"),
-    "make-phantom": ("dataset_conversion.commands.make_phantom", "write a synthetic BraTS-like phantom set (BraTS 2020 layout)"),
-    "convert-brats": ("dataset_conversion.commands.convert_brats", "BraTS folder -> nnU-Net raw dataset"),
-    "brats-labels": ("dataset_conversion.commands.brats_labels", "nnU-Net predictions -> BraTS label convention"),
     "cch": ("nnunet_prism.commands.cch", "which teacher to distil from: the CCH I(T;S) > I(S;Y) per modality pair"),
     "protocol": ("nnunet_prism.commands.protocol", "apply a published split (RFNet, PASSION masks) to a dataset"),
 }
+
+#: entry-point group whose entries each name a table of further subcommands
+PLUGIN_GROUP = "nnunet_prism.commands"
+
+
+def plugin_entry_points(group: str = PLUGIN_GROUP) -> List[EntryPoint]:
+    """The entry points of ``group`` in the installed metadata; where there are none, as declared
+    by the ``setup.py`` beside this package (a source checkout whose install predates the group:
+    ``pip install -e .`` again writes them into the metadata)."""
+    found = list(entry_points(group=group))
+    return found or declared_entry_points(Path(__file__).resolve().parents[1] / "setup.py", group)
+
+
+def declared_entry_points(setup_py: Path, group: str) -> List[EntryPoint]:
+    """The entry points of ``group`` in the literal ``entry_points={...}`` of ``setup_py``'s
+    ``setup()`` call ([] without the file, the group or a literal)."""
+    if not setup_py.is_file():
+        return []
+    for node in ast.walk(ast.parse(setup_py.read_text(encoding="utf-8"), str(setup_py))):
+        if isinstance(node, ast.keyword) and node.arg == "entry_points":
+            try:
+                declared = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            specs = declared.get(group, []) if isinstance(declared, dict) else []
+            return [EntryPoint(*(part.strip() for part in spec.split("=", 1)), group) for spec in specs]
+    return []
+
+
+def command_table() -> Dict[str, Tuple[str, str]]:
+    """This package's subcommands, then those of every plugin table (in declaration order)."""
+    table = dict(SUBCOMMANDS)
+    for entry_point in plugin_entry_points():
+        table.update(entry_point.load())
+    return table
+
 
 # old subcommand name -> new name: still accepted (not shown in --help), with a notice on stderr
 DEPRECATED = {"synth": "m2dn", "synthetic": "make-phantom"}
@@ -37,12 +86,12 @@ DASH_VALUE_OPTIONS = ("--missing-rates",)
 PASSTHROUGH = {"train", "predict"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nnunet_prism",
-        description="nnU-Net v2 extension for multimodal segmentation with missing modalities.")
+def build_parser(table: Optional[Table] = None, prog: str = "nnunet_prism",
+                 description: str = DESCRIPTION) -> argparse.ArgumentParser:
+    """The parser of ``table``'s subcommands (default: ``command_table()``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
+    for name, (module_name, help_text) in (command_table() if table is None else table).items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         module = importlib.import_module(module_name)
         module.add_arguments(sp)
@@ -76,37 +125,19 @@ def attach_dash_values(argv) -> list:
     return out
 
 
-def user_errors():
-    """Exception types whose message is meant for the user (printed as one line)."""
-    from nnunet_prism.modalities import ModalityError
-    from nnunet_prism.pipeline import PipelineError
-    from nnunet_prism.training.hyperparameters import HyperparameterError
-
-    from nnunet_prism.evaluation.metrics import EvaluationError
-
-    from nnunet_prism.image_io import IncompleteImageError
-
-    errors = [ModalityError, PipelineError, HyperparameterError, EvaluationError, IncompleteImageError,
-              FileNotFoundError]
-    try:
-        from dataset_conversion.errors import ConversionError
-        errors.append(ConversionError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-def main(argv=None) -> int:
-    parser = build_parser()
-    args, passthrough = parser.parse_known_args(attach_dash_values(replace_deprecated(argv)))
+def main(argv=None, table: Optional[Table] = None, prog: str = "nnunet_prism", description: str = DESCRIPTION,
+         deprecated=DEPRECATED) -> int:
+    """Run one subcommand of ``table`` (default: ``command_table()``); a user error
+    (``errors.user_error_types``) is reported as one line with exit code 2."""
+    parser = build_parser(table, prog, description)
+    args, passthrough = parser.parse_known_args(attach_dash_values(replace_deprecated(argv, prog, deprecated)))
     if passthrough and args.command not in PASSTHROUGH:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     args.passthrough = passthrough
     try:
         result = args._run(args)
-    except user_errors() as e:
-        print(f"nnunet_prism {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except errors.user_error_types() as e:
+        return errors.report(e, args.command)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

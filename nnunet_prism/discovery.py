@@ -52,6 +52,6 @@ def find_trainer_class(name: str):
 
 
 def list_trainers():
-    from nnunet_prism import training
+    from nnunet_prism.training.registry import trainer_names
 
-    return list(training.__all__)
+    return trainer_names()

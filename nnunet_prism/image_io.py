@@ -22,11 +22,13 @@ import zlib
 from pathlib import Path
 from typing import Tuple, Union
 
+from nnunet_prism.errors import NnunetPrismError
+
 _CHUNK = 1 << 20
 _NIFTI1, _NIFTI2 = 348, 540
 
 
-class IncompleteImageError(ValueError):
+class IncompleteImageError(NnunetPrismError, ValueError):
     """A NIfTI file that cannot be read completely; the message is one sentence naming the file."""
 
 

@@ -15,6 +15,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from nnunet_prism.errors import NnunetPrismError
+
 #: Key under which the converter stores per-case availability in ``dataset.json``:
 #: ``{"<case id>": [1, 0, 1, 1], ...}`` in the order of ``channel_names``. nnU-Net copies
 #: ``dataset.json`` into the preprocessed folder, so trainers find it there.
@@ -24,7 +26,7 @@ AVAILABILITY_KEY = "modality_availability"
 BRATS_MODALITIES: Tuple[str, ...] = ("FLAIR", "T1", "T1c", "T2")
 
 
-class ModalityError(ValueError):
+class ModalityError(NnunetPrismError, ValueError):
     """A user-visible problem with modalities (no modality present, bad rates, ...)."""
 
 

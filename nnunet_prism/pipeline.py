@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from nnunet_prism import discovery
+from nnunet_prism.errors import NnunetPrismError
 from nnunet_prism.training.hyperparameters import ENV_VAR as HPARAMS_ENV_VAR
 
 
-class PipelineError(RuntimeError):
+class PipelineError(NnunetPrismError, RuntimeError):
     """An nnU-Net command failed; the message names the command and where its log is."""
 
 

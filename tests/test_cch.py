@@ -135,7 +135,7 @@ def test_cch_table_logic_and_prism_mask_roundtrip(tmp_path):
 
 
 def test_prism_cch_mask_reading_and_errors(tmp_path):
-    from nnunet_prism.training.nnUNetTrainerPRISM import nnUNetTrainerPRISM
+    from nnunet_prism.training.trainers.nnUNetTrainerPRISM import nnUNetTrainerPRISM
 
     table = tmp_path / "t.csv"
     table.write_text("student,teacher,cch\nA,fused,True\nA,B,False\nB,fused,False\nB,A,True\nC,fused,\n")

@@ -41,7 +41,7 @@ def test_phantom_convert_and_back(tmp_path, capsys):
 def test_user_error_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert main(["convert-brats", "-i", str(tmp_path / "nowhere"), "-d", "42", "--raw", str(tmp_path / "raw")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("nnunet_prism: error: source folder") and err.count("\n") == 1
+    assert err.startswith("nnunet_prism convert-brats: error: source folder") and err.count("\n") == 1
     assert main(["convert-brats", "-i", str(tmp_path), "-d", "42", "--raw", str(tmp_path / "raw"),
                  "--missing-rates", "0.2,x"]) == 2
     assert "missing rates" in capsys.readouterr().err
@@ -53,5 +53,5 @@ def test_python_m_entry_point(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dataset_conversion", "brats-labels", "-i", str(tmp_path),
                              "-o", str(tmp_path / "out"), "--layout", "2023"], capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"nnunet_prism: error: prediction folder {tmp_path} holds no .nii.gz file."]
+    assert result.stderr.strip().splitlines() == [f"nnunet_prism brats-labels: error: prediction folder {tmp_path} holds no .nii.gz file."]
     assert "Traceback" not in result.stderr

@@ -19,7 +19,7 @@ def test_site_hook_registers_shim_in_a_fresh_interpreter():
 
 def test_nnunet_lookup_finds_our_trainer_with_real_module_name():
     cls = discovery.find_trainer_class("nnUNetTrainerModalityDropout")
-    assert cls.__module__ == "nnunet_prism.training.nnUNetTrainerModalityDropout"
+    assert cls.__module__ == "nnunet_prism.training.trainers.nnUNetTrainerModalityDropout"
     import pickle
     assert pickle.loads(pickle.dumps(cls)) is cls
 

@@ -10,9 +10,9 @@ import torch
 from conftest import SHORT_SCHEDULE, cli
 from nnunet_prism import pipeline
 from nnunet_prism.training.hyperparameters import collect_presets
-from nnunet_prism.training.nnUNetTrainerGMD import nnUNetTrainerGMD
-from nnunet_prism.training.nnUNetTrainerPRISM import nnUNetTrainerPRISM
-from nnunet_prism.training.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec
+from nnunet_prism.training.trainers.nnUNetTrainerGMD import nnUNetTrainerGMD
+from nnunet_prism.training.trainers.nnUNetTrainerPRISM import nnUNetTrainerPRISM
+from nnunet_prism.training.trainers.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec
 from nnunet_prism.training.progress import STATE_KEY
 
 pytestmark = pytest.mark.e2e

@@ -12,8 +12,8 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
-from nnunet_prism.training.gmd_backward import gmd_backward, loss_scale, summed_backward
-from nnunet_prism.training.gradient_decoupling import (SubsetSampler, combine, conflict_statistics, eq9_pair,
+from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale, summed_backward
+from nnunet_prism.training.gmd.decoupling import (SubsetSampler, combine, conflict_statistics, eq9_pair,
                                                        pairwise_cosine, project_conflicting, summarise_statistics)
 
 # A small PlainConvUNet 3d plan in nnU-Net's format (what ConfigurationManager hands over).

@@ -16,12 +16,12 @@ from nnunet_prism.losses.prototype import prototype_distillation
 from nnunet_prism.losses.shaspec import cyclic_pairs, distribution_alignment_loss, domain_classification_loss
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet
 from nnunet_prism.networks.shaspec_unet import build_shaspec_unet, generate_missing
-from nnunet_prism.training.gmd_backward import gmd_backward, pack_gradients
-from nnunet_prism.training.gradient_decoupling import combine, project_conflicting
+from nnunet_prism.training.gmd.backward import gmd_backward, pack_gradients
+from nnunet_prism.training.gmd.decoupling import combine, project_conflicting
 from nnunet_prism.training.hyperparameters import collect_presets, markdown_table, resolve
-from nnunet_prism.training.nnUNetTrainerGMD import nnUNetTrainerDS, nnUNetTrainerGMD, subset_losses
-from nnunet_prism.training.nnUNetTrainerPRISM import nnUNetTrainerPRISM
-from nnunet_prism.training.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec
+from nnunet_prism.training.trainers.nnUNetTrainerGMD import nnUNetTrainerDS, nnUNetTrainerGMD, subset_losses
+from nnunet_prism.training.trainers.nnUNetTrainerPRISM import nnUNetTrainerPRISM
+from nnunet_prism.training.trainers.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 FIXTURES = Path(__file__).parent / "fixtures" / "official"

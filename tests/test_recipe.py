@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import nnunet_prism.training as training
+import nnunet_prism.training.trainers as trainers_package
 from nnunet_prism import pipeline
 from nnunet_prism.training import hyperparameters as hp
 from nnunet_prism.training.registry import trainer_classes
@@ -19,7 +19,7 @@ RECIPE = Path(__file__).parent / "data" / "recipe_trainer.py"
 
 def test_a_new_trainer_module_is_discovered_without_editing_a_list(tmp_path, monkeypatch):
     shutil.copy(RECIPE, tmp_path / "nnUNetTrainerRecipeConsistency.py")
-    monkeypatch.setattr(training, "__path__", [*training.__path__, str(tmp_path)])
+    monkeypatch.setattr(trainers_package, "__path__", [*trainers_package.__path__, str(tmp_path)])
     try:
         found = {c.__name__: c for c in trainer_classes()}
         assert "nnUNetTrainerRecipeConsistency" in found
@@ -33,7 +33,7 @@ def test_a_new_trainer_module_is_discovered_without_editing_a_list(tmp_path, mon
         network_builder = recipe.network_builder
         assert network_builder is found["nnUNetTrainerMissingModality"].network_builder, "one-line reuse"
     finally:
-        sys.modules.pop("nnunet_prism.training.nnUNetTrainerRecipeConsistency", None)
+        sys.modules.pop("nnunet_prism.training.trainers.nnUNetTrainerRecipeConsistency", None)
         importlib.invalidate_caches()
 
 

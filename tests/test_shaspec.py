@@ -9,7 +9,7 @@ from nnunet_prism.networks.shaspec_unet import ShaSpecOutput, build_shaspec_unet
 from nnunet_prism.training.hyperparameters import HyperparameterError
 from nnunet_prism.modalities import parse_subset_name
 from nnunet_prism.training.base import StepInputs
-from nnunet_prism.training.nnUNetTrainerShaSpec import fixed_subset_mask, nnUNetTrainerShaSpec
+from nnunet_prism.training.trainers.nnUNetTrainerShaSpec import fixed_subset_mask, nnUNetTrainerShaSpec
 
 M, CLASSES = 4, 3
 IMPORTS = ["conv_op", "norm_op", "dropout_op", "nonlin"]

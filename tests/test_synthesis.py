@@ -8,9 +8,9 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_prism.modalities import ModalityError, all_subsets
-from nnunet_prism.synthesis import M2DNet, MaskedDiffusion, sample_training_masks
-from nnunet_prism.synthesis.evaluation import evaluation_subsets, psnr, ssim, summarise
-from nnunet_prism.synthesis.inference import mean_of_present, synthesise_volume, zero_fill
+from nnunet_prism.m2dn import M2DNet, MaskedDiffusion, sample_training_masks
+from nnunet_prism.m2dn.evaluation import evaluation_subsets, psnr, ssim, summarise
+from nnunet_prism.m2dn.inference import mean_of_present, synthesise_volume, zero_fill
 
 SMALL = dict(encoder_channels=4, widths=(8, 16), time_dim=16)
 
@@ -146,7 +146,7 @@ def test_metrics():
 
 def _model_folder(tmp_path, M=2):
     """A model folder as M2DNTrainer writes it, with a small untrained network and nnU-Net-like plans."""
-    from nnunet_prism.synthesis.training import MODEL_NAME
+    from nnunet_prism.m2dn.training import MODEL_NAME
 
     root = tmp_path / "results" / f"{MODEL_NAME}__nnUNetPlans__2d"
     (root / "fold_0").mkdir(parents=True)
@@ -187,7 +187,7 @@ def _write(array, path, spacing, origin, direction):
 
 
 def test_impute_writes_only_absent_files_and_keeps_geometry(tmp_path):
-    from nnunet_prism.synthesis.imputation import RECORD_FILE, impute_folder
+    from nnunet_prism.m2dn.imputation import RECORD_FILE, impute_folder
 
     checkpoint = _model_folder(tmp_path, M=2)
     src = tmp_path / "in"
@@ -220,7 +220,7 @@ def test_impute_writes_only_absent_files_and_keeps_geometry(tmp_path):
 
 
 def test_impute_rejects_case_without_modality_and_in_place_output(tmp_path):
-    from nnunet_prism.synthesis.imputation import impute_folder
+    from nnunet_prism.m2dn.imputation import impute_folder
 
     checkpoint = _model_folder(tmp_path, M=2)
     src = tmp_path / "in"

@@ -101,7 +101,7 @@ def test_bad_arguments(tmp_path, kwargs, words):
 
 def test_demo_test_cases_lack_modalities_and_the_copy_leaves_zero_files_out(tmp_path):
     from nnunet_prism.modalities import BRATS_MODALITIES
-    from nnunet_prism.synthetic_dataset import copy_present_files, test_case_absent_modalities
+    from dataset_conversion.phantom_dataset import copy_present_files, test_case_absent_modalities
 
     pattern = test_case_absent_modalities(5)
     assert pattern[0] == ("T1c", "T2") and 3 not in pattern and pattern[4] == pattern[0]

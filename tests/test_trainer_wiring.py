@@ -17,8 +17,8 @@ from nnunet_prism.losses.unimodal import unimodal_losses
 from nnunet_prism.modalities import AVAILABILITY_KEY, ModalityError, missing_rates, sample_availability
 from nnunet_prism.networks import MultiModalOutput
 from nnunet_prism.training.modality_masking import ModalityMaskingMixin
-from nnunet_prism.training.nnUNetTrainerGMD import subset_losses
-from nnunet_prism.training.nnUNetTrainerPRISM import prism_objective
+from nnunet_prism.training.trainers.nnUNetTrainerGMD import subset_losses
+from nnunet_prism.training.trainers.nnUNetTrainerPRISM import prism_objective
 from nnunet_prism.training.pseudo_dice import hard_counts
 from test_gmd import nnunet_loss
 
@@ -283,7 +283,7 @@ def test_a_modality_no_training_case_has_is_a_one_line_error():
 def test_activation_checkpointing_is_on_where_the_step_must_fit_a_gpu(setting, device, expected):
     from types import SimpleNamespace
 
-    from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
+    from nnunet_prism.training.trainers.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
 
     trainer = SimpleNamespace(activation_checkpointing=setting, device=torch.device(device))
     assert nnUNetTrainerMissingModality.checkpointing_in_force.fget(trainer) is expected

@@ -20,13 +20,14 @@ import numpy as np
 
 from nnunet_prism.cch.estimators import MIOptions, mutual_information
 from nnunet_prism.cch.representations import VoxelRepresentations
+from nnunet_prism.errors import NnunetPrismError
 
 FUSED = "fused"
 COLUMNS = ["student", "teacher", "n_samples", "I_teacher_student", "I_student_label", "I_teacher_label",
            "margin", "cch", "recommended"]
 
 
-class CCHTableError(ValueError):
+class CCHTableError(NnunetPrismError, ValueError):
     """A saved CCH table that cannot be used (missing columns or modalities)."""
 
 

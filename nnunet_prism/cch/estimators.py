@@ -22,8 +22,10 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma
 
+from nnunet_prism.errors import NnunetPrismError
 
-class MIError(ValueError):
+
+class MIError(NnunetPrismError, ValueError):
     """Inputs an estimator cannot use (shapes, too few samples, NaNs)."""
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from nnunet_prism.deep_supervision import full_resolution
-from nnunet_prism.networks.protocol import FusedAndUnimodal
+from nnunet_prism.networks.interfaces import FusedAndUnimodal
 
 REPRESENTATIONS = ("features", "logits")
 

@@ -78,7 +78,7 @@ def run(args):
     from nnunet_prism.inference.evaluation_cases import validation_cases
     from nnunet_prism.inference.model_loading import load_predictor, model_folder
     from nnunet_prism.modalities import modality_names
-    from nnunet_prism.networks.protocol import FusedAndUnimodal
+    from nnunet_prism.networks.interfaces import FusedAndUnimodal
 
     options = mi_options(args)
     folder = model_folder(args.dataset, args.trainer, args.plans, args.configuration)

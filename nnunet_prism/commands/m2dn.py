@@ -54,14 +54,14 @@ def add_arguments(parser):
 
 
 def _checkpoint(args):
-    from nnunet_prism.synthesis.training import find_checkpoint, fold_folder
+    from nnunet_prism.m2dn.training import find_checkpoint, fold_folder
 
     folder = fold_folder(dataset_name(args.dataset), args.fold, args.plans)
     return find_checkpoint(folder, args.checkpoint)
 
 
 def run_train(args):
-    from nnunet_prism.synthesis.training import M2DNTrainer, TrainingOptions
+    from nnunet_prism.m2dn.training import M2DNTrainer, TrainingOptions
 
     options = TrainingOptions(seed=args.seed)
     for name, value in (("iterations", args.iterations), ("batch_size", args.batch_size), ("learning_rate", args.lr)):
@@ -74,7 +74,7 @@ def run_train(args):
 
 
 def run_impute(args):
-    from nnunet_prism.synthesis.imputation import RECORD_FILE, impute_folder
+    from nnunet_prism.m2dn.imputation import RECORD_FILE, impute_folder
 
     impute_folder(args.input, args.output, _checkpoint(args), args.steps, args.seed, args.device, args.batch_size)
     print(f"imputed cases and {RECORD_FILE} in {args.output}")
@@ -82,9 +82,9 @@ def run_impute(args):
 
 def run_evaluate(args):
     from nnunet_prism.modalities import ModalityError
-    from nnunet_prism.synthesis.data import CaseReader, open_preprocessed
-    from nnunet_prism.synthesis.evaluation import evaluate_cases, summarise, write_tables
-    from nnunet_prism.synthesis.training import load_model
+    from nnunet_prism.m2dn.data import CaseReader, open_preprocessed
+    from nnunet_prism.m2dn.evaluation import evaluate_cases, summarise, write_tables
+    from nnunet_prism.m2dn.training import load_model
 
     checkpoint = _checkpoint(args)
     network, diffusion, config = load_model(checkpoint, args.device)

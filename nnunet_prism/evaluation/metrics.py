@@ -39,6 +39,8 @@ from scipy import ndimage
 
 from nnunetv2.evaluation.evaluate_predictions import compute_tp_fp_fn_tn, region_or_label_to_mask
 
+from nnunet_prism.errors import NnunetPrismError
+
 LabelOrRegion = Union[int, Tuple[int, ...]]
 
 #: The metrics a case evaluation reports, in table order.
@@ -58,7 +60,7 @@ BRATS_SHORT_NAMES: Dict[str, str] = {
 }
 
 
-class EvaluationError(ValueError):
+class EvaluationError(NnunetPrismError, ValueError):
     """A user-visible problem with references or predictions (shape mismatch, missing file, ...)."""
 
 

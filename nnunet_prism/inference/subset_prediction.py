@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from nnunet_prism.modalities import zero_absent_channels
-from nnunet_prism.networks.protocol import SubsetEvaluable
+from nnunet_prism.networks.interfaces import SubsetEvaluable
 
 # at most this many input voxels (batch x spatial) in one forward of a plain network: one 128^3
 # patch, the size nnU-Net's 3d_fullres configurations are planned for at batch size 2

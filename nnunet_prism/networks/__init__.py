@@ -2,7 +2,7 @@
 (``MissingModalityNetwork``, ``SubsetEvaluable`` and ``FusedAndUnimodal`` in ``networks.protocol``)."""
 from nnunet_prism.networks.multi_encoder_unet import (MultiEncoderUNet, MultiModalOutput, build_multi_encoder_unet,
                                                       default_encoder_width)
-from nnunet_prism.networks.protocol import FusedAndUnimodal, MissingModalityNetwork, SubsetEvaluable
+from nnunet_prism.networks.interfaces import FusedAndUnimodal, MissingModalityNetwork, SubsetEvaluable
 
 __all__ = ["MultiEncoderUNet", "MultiModalOutput", "build_multi_encoder_unet", "default_encoder_width",
            "MissingModalityNetwork", "SubsetEvaluable", "FusedAndUnimodal"]

@@ -1,10 +1,4 @@
-"""Trainers, found by discovery (``registry.trainer_classes``): a new module here with an
-``nnUNetTrainer*`` subclass of ``nnUNetTrainerPrismBase`` is exported below, so nnU-Net (through
-``nnunet_prism.ext_trainer_shim``) and ``nnunet_prism doctor`` find it without editing a list."""
-from nnunet_prism.training.hyperparameters import install_one_line_errors as _install_one_line_errors
-from nnunet_prism.training.registry import trainer_classes as _trainer_classes
-
-_install_one_line_errors()  # nnUNetv2_train: a bad hyperparameter is one line, not a traceback
-
-globals().update({_cls.__name__: _cls for _cls in _trainer_classes()})
-__all__ = [_cls.__name__ for _cls in _trainer_classes()]
+"""Training: the base trainer and its step hooks (``base``), the trainers themselves
+(``trainers/``, found by ``registry``) and the machinery they share: hyperparameters, modality
+masks, seeding, progress curves, pseudo Dice, DDP reductions and GMD's gradient code (``gmd/``).
+nnU-Net imports the trainers through ``nnunet_prism/ext_trainer_shim``."""

@@ -6,6 +6,7 @@ absent modalities are zero in training and validation. A method changes hooks, a
 variants do (see the README's contributor recipe):
 
 * ``network_builder``     the plan-to-network function (None: nnU-Net's own network)
+* ``method_curves``       per-epoch curves for progress.png and the checkpoint ({panel: [keys]})
 * ``modality_mask``       which modalities each sample has in this step (B, M)
 * ``select_samples``      which samples of the batch take part (default: all)
 * ``forward``             the network's output for (data, mask)
@@ -84,7 +85,7 @@ class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTr
         self.apply_hyperparameters(values)  # after nnU-Net's own defaults (num_epochs, ...)
         self._trained_in_this_run = False
         self._resumed_at_epoch = None
-        self.logger.local_logger = MethodCurvesLogger({}, get_state=self.checkpoint_state,
+        self.logger.local_logger = MethodCurvesLogger(self.method_curves(), get_state=self.checkpoint_state,
                                                       set_state=self.restore_checkpoint_state)
 
     @classmethod
@@ -133,10 +134,12 @@ class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTr
             return
         super().perform_actual_validation(save_probabilities)
 
-    def register_curves(self, panels) -> None:
-        """Add per-epoch curves ({panel title: [keys]}) to nnU-Net's logger: checkpointed with it,
-        plotted as extra panels of progress.png. Log them with ``self.logger.log(key, v, epoch)``."""
-        self.logger.local_logger.add_panels(panels)
+    def method_curves(self) -> Dict[str, List[str]]:
+        """The method's per-epoch curves, {panel title: [log keys]}: kept by nnU-Net's logger (so
+        saved in its checkpoints), drawn as extra panels of progress.png. Log a value per epoch
+        with ``self.logger.log(key, value, epoch)``; a subclass returns
+        ``{**super().method_curves(), ...}``. Asked once, when the trainer is built."""
+        return {}
 
     def checkpoint_state(self) -> dict:
         """Training-time state a method keeps beyond nnU-Net's (saved in nnU-Net's checkpoints)."""

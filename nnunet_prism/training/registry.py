@@ -1,6 +1,6 @@
 """Trainer discovery: every ``nnUNetTrainer*`` subclass of the base trainer defined in a module of
-this package is a trainer, found without a list to edit (nnU-Net imports them through the shim
-in ``nnunet_prism/ext_trainer_shim``; ``nnunet_prism doctor`` checks each)."""
+``nnunet_prism/training/trainers/`` is a trainer, found without a list to edit (nnU-Net imports
+them through the shim in ``nnunet_prism/ext_trainer_shim``; ``nnunet_prism doctor`` checks each)."""
 from __future__ import annotations
 
 import importlib
@@ -8,20 +8,25 @@ import inspect
 import pkgutil
 from typing import List
 
+import nnunet_prism.training.trainers as trainers_package
+from nnunet_prism.training.base import nnUNetTrainerPrismBase
+
 
 def trainer_classes() -> List[type]:
     """Our trainer classes: the base first, each trainer followed by its subclasses."""
-    import nnunet_prism.training as package
-    from nnunet_prism.training.base import nnUNetTrainerPrismBase
-
     found = []
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+    for info in sorted(pkgutil.iter_modules(trainers_package.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{trainers_package.__name__}.{info.name}")
         for name, obj in vars(module).items():
             if (inspect.isclass(obj) and name.startswith("nnUNetTrainer") and obj.__module__ == module.__name__
                     and issubclass(obj, nnUNetTrainerPrismBase)):
                 found.append(obj)
     return _tree_order(nnUNetTrainerPrismBase, found)
+
+
+def trainer_names() -> List[str]:
+    """Names of every nnunet_prism trainer, the base included (``trainer_classes``' order)."""
+    return [c.__name__ for c in trainer_classes()]
 
 
 def _tree_order(root: type, classes: List[type]) -> List[type]:

@@ -4,7 +4,7 @@ import torch
 
 from nnunet_prism.deep_supervision import full_resolution
 from nnunet_prism.training.hyperparameters import Hyperparameter
-from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
+from nnunet_prism.training.trainers.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
 
 
 def student_consistency_loss(fused: torch.Tensor, students: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from torch import distributed as dist
 
 from nnunet_prism.training.distributed import is_distributed
-from nnunet_prism.training.gradient_decoupling import (ConflictStatistics, combine, conflict_statistics,
+from nnunet_prism.training.gmd.decoupling import (ConflictStatistics, combine, conflict_statistics,
                                                        project_conflicting)
 
 

@@ -62,7 +62,7 @@ def run(args):
     from nnunet_prism.evaluation.comparison import TrainerComparison, write_comparison
     from nnunet_prism.evaluation.results import SubsetResults
     from nnunet_prism.modalities import BRATS_MODALITIES, ModalityError, parse_rates
-    from nnunet_prism.synthetic_dataset import copy_present_files, prepare_complete_test_set, prepare_synthetic_dataset
+    from dataset_conversion.phantom_dataset import copy_present_files, prepare_complete_test_set, prepare_synthetic_dataset
 
     rates = parse_rates(args.missing_rates, len(BRATS_MODALITIES)).tolist() if args.missing_rates else None
     if args.seed < 0:

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from nnunet_prism.modalities import ModalityError
-from nnunet_prism.synthesis.data import (CaseReader, SliceSampler, fold_split, nnunet_folder,
+from nnunet_prism.m2dn.data import (CaseReader, SliceSampler, fold_split, nnunet_folder,
                                          open_preprocessed, slice_patch_size)
-from nnunet_prism.synthesis.diffusion import MaskedDiffusion, sample_training_masks
-from nnunet_prism.synthesis.network import M2DNet
+from nnunet_prism.m2dn.diffusion import MaskedDiffusion, sample_training_masks
+from nnunet_prism.m2dn.network import M2DNet
 
 MODEL_NAME = "M2DN"
 

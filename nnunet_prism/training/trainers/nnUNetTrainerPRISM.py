@@ -32,7 +32,7 @@ from nnunet_prism.modalities import missing_rates
 from nnunet_prism.networks.decoding import checkpointed
 from nnunet_prism.training.distributed import is_distributed, reduce_preference_state, sum_over_ranks
 from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter, HyperparameterError
-from nnunet_prism.training.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
+from nnunet_prism.training.trainers.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
 
 
 def prism_objective(out, target, coefficients: torch.Tensor, label_manager,
@@ -112,10 +112,11 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._preference = None
         self._pending_preference_state = None
-        self.register_curves({
-            "PRISM coefficient E^m": [self.curve_key("E", n) for n in self.modality_names],
-            "PRISM mean relative preference RP^m": [self.curve_key("RP", n) for n in self.modality_names],
-        })
+
+    def method_curves(self):
+        return {**super().method_curves(),
+                "PRISM coefficient E^m": [self.curve_key("E", n) for n in self.modality_names],
+                "PRISM mean relative preference RP^m": [self.curve_key("RP", n) for n in self.modality_names]}
 
     @staticmethod
     def curve_key(kind: str, modality: str) -> str:

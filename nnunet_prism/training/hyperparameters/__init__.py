@@ -33,13 +33,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+from nnunet_prism.errors import NnunetPrismError
+
 ENV_VAR = "nnUNet_prism_hparams"
 ALLOW_CHANGES_ENV_VAR = "nnUNet_prism_allow_changed_hparams"
 FILENAME = "hyperparameters.json"
 _MISSING = object()
 
 
-class HyperparameterError(ValueError):
+class HyperparameterError(NnunetPrismError, ValueError):
     """A user-supplied hyperparameter is malformed or out of range (message: one line)."""
 
 
@@ -250,26 +252,6 @@ def trainer_names():
     from nnunet_prism.training.registry import trainer_classes
 
     return [c.__name__ for c in trainer_classes()]
-
-
-def install_one_line_errors() -> None:
-    """Make an uncaught ``HyperparameterError`` or ``ModalityError`` (raised while nnU-Net's own
-    ``nnUNetv2_train`` builds our trainer) print one line instead of a traceback; other errors
-    keep Python's report. Installed once, when the trainers are imported."""
-    from nnunet_prism.modalities import ModalityError
-
-    previous = sys.excepthook
-    if getattr(previous, "nnunet_prism_one_line", False):
-        return
-
-    def one_line(kind, value, traceback):
-        if issubclass(kind, (HyperparameterError, ModalityError)):
-            print(f"nnunet_prism: error: {value}", file=sys.stderr)
-        else:
-            previous(kind, value, traceback)
-
-    one_line.nnunet_prism_one_line = True
-    sys.excepthook = one_line
 
 
 # -- hyperparameters.json: values in force and the history of the fold's runs ---------------------

@@ -8,7 +8,6 @@ The unimodal term uses the full-resolution output only, as in that formula
 from typing import List
 
 import numpy as np
-import torch
 from torch import distributed as dist
 
 from nnunet_prism.deep_supervision import full_resolution
@@ -33,11 +32,9 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
     }
     network_builder = staticmethod(build_multi_encoder_unet)
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.register_curves({"student pseudo Dice (mean over regions/labels)":
-                              [self.student_dice_key(n) for n in self.modality_names]})
+    def method_curves(self):
+        return {**super().method_curves(), "student pseudo Dice (mean over regions/labels)":
+                [self.student_dice_key(n) for n in self.modality_names]}
 
     @staticmethod
     def student_dice_key(modality: str) -> str:

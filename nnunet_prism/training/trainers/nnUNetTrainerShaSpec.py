@@ -79,7 +79,9 @@ class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.subset_mask = fixed_subset_mask(self.fixed_subset, self.modality_names)
-        self.register_curves(self.CURVES)
+
+    def method_curves(self):
+        return {**super().method_curves(), **self.CURVES}
 
     @classmethod
     def check_against_dataset(cls, values: dict, modality_names) -> None:

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Mapping, Sequence
 import numpy as np
 
 from nnunet_prism.modalities import all_subsets, subset_name, subset_to_mask
-from nnunet_prism.synthesis.inference import mean_of_present, synthesise_volume, zero_fill
+from nnunet_prism.m2dn.inference import mean_of_present, synthesise_volume, zero_fill
 
 METHODS = ("M2DN", "zero fill", "mean of present")
 

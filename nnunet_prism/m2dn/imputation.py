@@ -31,8 +31,8 @@ import SimpleITK as sitk
 from nnunet_prism.availability import image_has_signal
 from nnunet_prism.inference.absent_modalities import group_case_files
 from nnunet_prism.modalities import ModalityError
-from nnunet_prism.synthesis.inference import synthesise_volume
-from nnunet_prism.synthesis.training import load_model
+from nnunet_prism.m2dn.inference import synthesise_volume
+from nnunet_prism.m2dn.training import load_model
 
 RECORD_FILE = "m2dn_imputation.json"
 AFFINE_SCHEMES = {"ZScoreNormalization", "CTNormalization"}

@@ -29,8 +29,8 @@ import torch
 from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
 from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
-from nnunet_prism.training.gmd_backward import gmd_backward, loss_scale, summed_backward
-from nnunet_prism.training.gradient_decoupling import REDUCTIONS, SubsetSampler, summarise_statistics
+from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale, summed_backward
+from nnunet_prism.training.gmd.decoupling import REDUCTIONS, SubsetSampler, summarise_statistics
 from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter
 
 CURVES = ("conflict_fraction", "cosine_before", "cosine_after")
@@ -91,7 +91,10 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
         super().__init__(plans, configuration, fold, dataset_json, device)
         k = None if self.gmd_subsets == "all" else self.gmd_subsets
         self.sampler = SubsetSampler(len(self.modality_names), k, self.gmd_seed)
-        self.register_curves({"GMD gradient conflicts (paper fig. 3)": [self.curve_key(c) for c in CURVES]})
+
+    def method_curves(self):
+        return {**super().method_curves(),
+                "GMD gradient conflicts (paper fig. 3)": [self.curve_key(c) for c in CURVES]}
 
     @staticmethod
     def curve_key(name: str) -> str:
