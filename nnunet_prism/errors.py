@@ -30,6 +30,11 @@ class SetupError(NnunetPrismError, ValueError):
     together given alone, a fold that is no number."""
 
 
+class EvaluationError(NnunetPrismError, ValueError):
+    """A user-visible problem with references or predictions (shape mismatch, label values, ...);
+    ``nnunet_prism.evaluation.metrics`` and ``protocols`` raise it (``ProtocolError`` derives)."""
+
+
 def user_error_types() -> tuple:
     """What a command reports as one line: our user errors, and the operating system's file errors
     (their message names the file: ``[Errno 2] No such file or directory: 'x'``)."""

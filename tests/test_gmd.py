@@ -13,8 +13,9 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
 from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale, summed_backward
-from nnunet_prism.training.gmd.decoupling import (SubsetSampler, combine, conflict_statistics, eq9_pair,
-                                                       pairwise_cosine, project_conflicting, summarise_statistics)
+from nnunet_prism.training.gmd.decoupling import (combine, conflict_statistics, eq9_pair, pairwise_cosine,
+                                                  project_conflicting, summarise_statistics)
+from nnunet_prism.training.gmd.subset_sampling import SubsetSampler
 
 # A small PlainConvUNet 3d plan in nnU-Net's format (what ConfigurationManager hands over).
 ARCH = "dynamic_network_architectures.architectures.unet.PlainConvUNet"

@@ -6,9 +6,10 @@ import pytest
 
 from nnunet_prism.training import hyperparameters as hp
 from nnunet_prism.training.hyperparameters import Hyperparameter
+from nnunet_prism.training.hyperparameters.table import markdown_table
 from nnunet_prism.training.registry import trainer_classes
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TABLE_PAGE = Path(__file__).resolve().parents[1] / "docs" / "hyperparameters.md"
 
 
 class Base(hp.HyperparameterMixin):
@@ -136,10 +137,10 @@ def test_apply_sets_attributes_and_save_keeps_history(tmp_path, monkeypatch):
     assert saved["k"] == 4 and [h["values"]["k"] for h in saved["history"]] == [3, 3, 4]
 
 
-def test_readme_table_is_generated_from_the_schema():
-    """The README's hyperparameter table is exactly ``markdown_table`` of the registered trainers
-    (regenerate it with ``python -m nnunet_prism.training.hyperparameters``)."""
-    text = README.read_text(encoding="utf-8")
+def test_docs_table_is_generated_from_the_schema():
+    """docs/hyperparameters.md's table is exactly ``markdown_table`` of the registered trainers
+    (regenerate it with ``python -m nnunet_prism.training.hyperparameters docs/hyperparameters.md``)."""
+    text = TABLE_PAGE.read_text(encoding="utf-8")
     found = re.search(r"<!-- hyperparameters:start -->\n(.*?)<!-- hyperparameters:end -->", text, re.S)
-    assert found, "README lacks the generated hyperparameter table"
-    assert found.group(1) == hp.markdown_table(trainer_classes())
+    assert found, "docs/hyperparameters.md lacks the generated hyperparameter table"
+    assert found.group(1) == markdown_table(trainer_classes())

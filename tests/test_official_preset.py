@@ -18,7 +18,8 @@ from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_une
 from nnunet_prism.networks.shaspec_unet import build_shaspec_unet, generate_missing
 from nnunet_prism.training.gmd.backward import gmd_backward, pack_gradients
 from nnunet_prism.training.gmd.decoupling import combine, project_conflicting
-from nnunet_prism.training.hyperparameters import collect_presets, markdown_table, resolve
+from nnunet_prism.training.hyperparameters import collect_presets, resolve
+from nnunet_prism.training.hyperparameters.table import markdown_table
 from nnunet_prism.training.trainers.nnUNetTrainerGMD import nnUNetTrainerDS, nnUNetTrainerGMD, subset_losses
 from nnunet_prism.training.trainers.nnUNetTrainerPRISM import nnUNetTrainerPRISM
 from nnunet_prism.training.trainers.nnUNetTrainerShaSpec import nnUNetTrainerShaSpec

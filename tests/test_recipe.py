@@ -12,6 +12,7 @@ import pytest
 import nnunet_prism.training.trainers as trainers_package
 from nnunet_prism import pipeline
 from nnunet_prism.training import hyperparameters as hp
+from nnunet_prism.training.hyperparameters.table import markdown_table
 from nnunet_prism.training.registry import trainer_classes
 
 RECIPE = Path(__file__).parent / "data" / "recipe_trainer.py"
@@ -28,7 +29,7 @@ def test_a_new_trainer_module_is_discovered_without_editing_a_list(tmp_path, mon
         assert hp.collect_defaults(recipe)["unimodal_loss_weight"] == 1.0, "inherits its parent's schema"
         with pytest.raises(hp.HyperparameterError, match="consistency_weight=-1: must be >= 0"):
             hp.resolve(recipe, {"consistency_weight": -1}, [recipe.__name__])
-        table = hp.markdown_table(list(found.values()))
+        table = markdown_table(list(found.values()))
         assert re.search(r"\| RecipeConsistency \| `consistency_weight` \| 0.1 \|", table)
         network_builder = recipe.network_builder
         assert network_builder is found["nnUNetTrainerMissingModality"].network_builder, "one-line reuse"

@@ -39,7 +39,8 @@ from scipy import ndimage
 
 from nnunetv2.evaluation.evaluate_predictions import compute_tp_fp_fn_tn, region_or_label_to_mask
 
-from nnunet_prism.errors import NnunetPrismError
+from nnunet_prism.errors import EvaluationError
+from nnunet_prism.evaluation.reference_labels import read_reference_label
 
 LabelOrRegion = Union[int, Tuple[int, ...]]
 
@@ -58,10 +59,6 @@ BRATS_SHORT_NAMES: Dict[str, str] = {
     "tumor core": "TC", "tumour core": "TC",
     "enhancing tumor": "ET", "enhancing tumour": "ET",
 }
-
-
-class EvaluationError(NnunetPrismError, ValueError):
-    """A user-visible problem with references or predictions (shape mismatch, missing file, ...)."""
 
 
 @dataclass(frozen=True)
@@ -278,7 +275,6 @@ def evaluate_case_files(reference_file: Union[str, Path], prediction_file: Union
         targets = targets_from_dataset_json(dataset_json)
     if reader_writer is None:
         reader_writer = _reader_writer(dataset_json, str(reference_file))
-    from nnunet_prism.evaluation.reference_labels import read_reference_label  # it imports this module
     if not Path(prediction_file).is_file():
         raise FileNotFoundError(f"segmentation file not found: {prediction_file}")
     # the reference's values and its grid (size, spacing, origin, direction) against the prediction's

@@ -19,8 +19,8 @@ from typing import Mapping, Optional, Set, Tuple
 
 import numpy as np
 
+from nnunet_prism.errors import EvaluationError
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
-from nnunet_prism.evaluation.metrics import EvaluationError
 from nnunet_prism.image_io import check_nifti_complete
 
 #: Label values of BraTS 2018-2021 files (0 background, 1 necrosis, 2 edema, 4 enhancing tumour).

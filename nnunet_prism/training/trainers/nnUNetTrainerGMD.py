@@ -30,7 +30,8 @@ from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
 from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
 from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale, summed_backward
-from nnunet_prism.training.gmd.decoupling import REDUCTIONS, SubsetSampler, summarise_statistics
+from nnunet_prism.training.gmd.decoupling import REDUCTIONS, summarise_statistics
+from nnunet_prism.training.gmd.subset_sampling import SubsetSampler
 from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter
 
 CURVES = ("conflict_fraction", "cosine_before", "cosine_after")
