@@ -11,14 +11,16 @@ from __future__ import annotations
 import numbers
 import os
 import re
+import logging
 import shutil
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Union
 
 from dataset_conversion.errors import ConversionError
+
+logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -75,19 +77,19 @@ def _leftovers(folder: Path, kind: str) -> List[Path]:
 
 
 def clean_interrupted(folder: Path) -> None:
-    """Tidy up after a run that was killed while writing ``folder``, with a one-line notice on
-    stderr each: its temporary folder is removed; a replaced dataset kept aside (``.old_``) is
+    """Tidy up after a run that was killed while writing ``folder``, with a one-line notice each
+    (a warning of this module's logger, printed on stderr by the commands): its temporary folder is removed; a replaced dataset kept aside (``.old_``) is
     put back if ``folder`` is missing, else (the replacement had finished) removed."""
     for stage in _leftovers(folder, "tmp"):
         shutil.rmtree(stage)
-        print(f"nnunet_prism: removed {stage}, the temporary folder of an interrupted run", file=sys.stderr)
+        logger.warning(f"nnunet_prism: removed {stage}, the temporary folder of an interrupted run")
     for old in _leftovers(folder, "old"):
         if not folder.exists() and (old / folder.name).is_dir():
             os.rename(old / folder.name, folder)
-            print(f"nnunet_prism: restored {folder} from {old}, left by an interrupted run", file=sys.stderr)
+            logger.warning(f"nnunet_prism: restored {folder} from {old}, left by an interrupted run")
         else:
-            print(f"nnunet_prism: removed {old}, the replaced copy of {folder.name} left by an interrupted run",
-                  file=sys.stderr)
+            logger.warning(f"nnunet_prism: removed {old}, the replaced copy of {folder.name} left by an "
+                           f"interrupted run")
         shutil.rmtree(old)
 
 

@@ -7,12 +7,17 @@ entry-point group ``nnunet_prism.commands`` (``setup.py``): each entry names a t
 ``SUBCOMMANDS``. That is how the conversion commands and the demo, which live in
 ``dataset_conversion`` (built on this package, which imports nothing from it), become
 ``nnunet_prism`` subcommands.
+
+While a subcommand runs, the log records of the library code (progress, notices) are printed as
+its output: INFO on stdout, warnings on stderr.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib
+import logging
 import re
 import sys
 from importlib.metadata import EntryPoint, entry_points
@@ -125,6 +130,37 @@ def attach_dash_values(argv) -> list:
     return out
 
 
+class ConsoleHandler(logging.Handler):
+    """Log records as plain lines: warnings and errors on stderr, the rest on stdout (the streams of
+    the moment, so that redirections and captures see them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        stream.write(self.format(record) + "\n")
+        stream.flush()
+
+
+#: the loggers of the library code a command runs (its progress and notices are the command's output)
+LIBRARY_LOGGERS = ("nnunet_prism", "dataset_conversion")
+
+
+@contextlib.contextmanager
+def console_logging(level: int = logging.INFO):
+    """While a command runs, the library's log records at ``level`` and above are printed."""
+    handler = ConsoleHandler()
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, previous in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(previous)
+
+
 def main(argv=None, table: Optional[Table] = None, prog: str = "nnunet_prism", description: str = DESCRIPTION,
          deprecated=DEPRECATED) -> int:
     """Run one subcommand of ``table`` (default: ``command_table()``); a user error
@@ -135,7 +171,8 @@ def main(argv=None, table: Optional[Table] = None, prog: str = "nnunet_prism", d
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     args.passthrough = passthrough
     try:
-        result = args._run(args)
+        with console_logging():
+            result = args._run(args)
     except errors.user_error_types() as e:
         return errors.report(e, args.command)
     except KeyboardInterrupt:

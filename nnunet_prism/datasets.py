@@ -2,6 +2,8 @@
 every command, with a one-line error instead of nnU-Net's multi-line RuntimeError."""
 from __future__ import annotations
 
+from nnunet_prism.errors import MissingFileError
+
 
 def dataset_name(dataset) -> str:
     """``DatasetXXX_Name`` for a dataset id or name, found the way nnU-Net's own commands find it
@@ -13,5 +15,5 @@ def dataset_name(dataset) -> str:
     except (RuntimeError, ValueError) as e:  # nnU-Net's messages span several lines
         why = ("is neither a dataset id nor a DatasetXXX_Name" if isinstance(e, ValueError) else
                "is the id of several datasets" if "More than one" in str(e) else "is the id of no dataset")
-        raise FileNotFoundError(f"dataset '{dataset}' {why} in nnUNet_raw, nnUNet_preprocessed or nnUNet_results; "
-                                f"give a dataset id or DatasetXXX_Name that exists") from None
+        raise MissingFileError(f"dataset '{dataset}' {why} in nnUNet_raw, nnUNet_preprocessed or nnUNet_results; "
+                               f"give a dataset id or DatasetXXX_Name that exists") from None

@@ -26,8 +26,9 @@ class MissingFileError(NnunetPrismError, FileNotFoundError):
 
 
 class SetupError(NnunetPrismError, ValueError):
-    """Arguments or environment that cannot work: an unset ``nnUNet_results``, options that go
-    together given alone, a fold that is no number."""
+    """Arguments, environment or data that cannot work together: an unset ``nnUNet_results``,
+    options that go together given alone, a fold that is no number, a model without what a
+    command needs."""
 
 
 class EvaluationError(NnunetPrismError, ValueError):

@@ -6,6 +6,7 @@ nnU-Net's real command-line tools exactly as a user would type them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from nnunet_prism import discovery
 from nnunet_prism.errors import NnunetPrismError
 from nnunet_prism.training.hyperparameters import ENV_VAR as HPARAMS_ENV_VAR
+
+logger = logging.getLogger(__name__)
 
 
 class PipelineError(NnunetPrismError, RuntimeError):
@@ -54,10 +57,11 @@ def nnunet_command(name: str) -> List[str]:
 
 def run(args: Sequence[str], env: Mapping[str, str], log_file: Optional[os.PathLike] = None,
         echo: bool = True) -> None:
-    """Run one command, streaming its output to the console (``echo``) and to ``log_file``."""
+    """Run one command, its output streamed to ``log_file`` and, with ``echo``, line by line to this
+    module's logger (the ``nnunet_prism`` command prints it)."""
     cmd = list(args)
     if echo:
-        print("$ " + " ".join(cmd), flush=True)
+        logger.info("$ " + " ".join(cmd))
     log = open(log_file, "a", encoding="utf-8") if log_file else None
     try:
         proc = subprocess.Popen(cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -65,7 +69,7 @@ def run(args: Sequence[str], env: Mapping[str, str], log_file: Optional[os.PathL
         tail: List[str] = []
         for line in proc.stdout:
             if echo:
-                print(line, end="", flush=True)
+                logger.info(line.rstrip("\n"))
             if log:
                 log.write(line)
             tail = (tail + [line])[-30:]

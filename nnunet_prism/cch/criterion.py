@@ -20,7 +20,7 @@ import numpy as np
 
 from nnunet_prism.cch.estimators import MIOptions, mutual_information
 from nnunet_prism.cch.representations import VoxelRepresentations
-from nnunet_prism.errors import NnunetPrismError
+from nnunet_prism.errors import MissingFileError, NnunetPrismError
 
 FUSED = "fused"
 COLUMNS = ["student", "teacher", "n_samples", "I_teacher_student", "I_student_label", "I_teacher_label",
@@ -160,7 +160,7 @@ def read_student_mask(path, modality_names: Sequence[str], teacher: str = FUSED)
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"CCH table {path} does not exist (write it with `nnunet_prism cch`)")
+        raise MissingFileError(f"CCH table {path} does not exist (write it with `nnunet_prism cch`)")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = {"student", "teacher", "cch"} - set(reader.fieldnames or [])

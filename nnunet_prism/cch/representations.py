@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from nnunet_prism.deep_supervision import full_resolution
+from nnunet_prism.errors import MissingFileError, SetupError
+from nnunet_prism.modalities import ModalityError
 from nnunet_prism.networks.interfaces import FusedAndUnimodal
 
 REPRESENTATIONS = ("features", "logits")
@@ -97,13 +99,13 @@ def extract_representations(network, preprocessed_folder: Path, case_names: Sequ
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
     if representation not in REPRESENTATIONS:
-        raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
+        raise SetupError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
     if not isinstance(network, FusedAndUnimodal):
-        raise ValueError(f"{type(network).__name__} has no forward_all: the CCH needs a multi-encoder model "
+        raise SetupError(f"{type(network).__name__} has no forward_all: the CCH needs a multi-encoder model "
                          f"(nnUNetTrainerMissingModality, nnUNetTrainerPRISM or a subclass)")
     folder = Path(preprocessed_folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"preprocessed data {folder} not found; run nnUNetv2_plan_and_preprocess")
+        raise MissingFileError(f"preprocessed data {folder} not found; run nnUNetv2_plan_and_preprocess")
     dataset = infer_dataset_class(str(folder))(str(folder), list(case_names))
     network.eval()
     rng = np.random.default_rng(seed)
@@ -113,7 +115,7 @@ def extract_representations(network, preprocessed_folder: Path, case_names: Sequ
         data = pad_to(np.asarray(data, dtype=np.float32), patch_size, 0.0)
         seg = pad_to(np.asarray(seg)[0], patch_size, -1)
         if not availability[ci].any():
-            raise ValueError(f"case '{name}' has no available modality")
+            raise ModalityError(f"case '{name}' has no available modality")
         mask = torch.as_tensor(availability[ci][None], device=device)
         for start in patch_starts(seg, patch_size, patches_per_case, rng):
             window = tuple(slice(s, s + p) for s, p in zip(start, patch_size))
@@ -131,6 +133,6 @@ def extract_representations(network, preprocessed_folder: Path, case_names: Sequ
             parts["availability"].append(np.repeat(availability[ci][None], picked.size, 0))
             parts["case_index"].append(np.full(picked.size, ci))
     if not parts["labels"]:
-        raise ValueError(f"no labelled voxels found in the cases {list(case_names)} of {folder}")
+        raise SetupError(f"no labelled voxels found in the cases {list(case_names)} of {folder}")
     return VoxelRepresentations(*(np.concatenate(parts[k]) for k in parts), list(case_names),
                                 list(modality_names), representation)

@@ -13,7 +13,7 @@ printed and written to ``-o`` as cch_table.csv and cch_heatmap.png. The CSV is w
 """
 from pathlib import Path
 
-from nnunet_prism.pipeline import PipelineError
+from nnunet_prism.errors import SetupError
 
 
 def add_arguments(parser):
@@ -47,7 +47,7 @@ def add_arguments(parser):
 def mi_options(args):
     from nnunet_prism.cch.estimators import MIOptions
     if args.neighbours < 1 or args.max_samples < 10:
-        raise PipelineError("-k must be >= 1 and --max-samples >= 10")
+        raise SetupError("-k must be >= 1 and --max-samples >= 10")
     return MIOptions(k=args.neighbours, max_samples=args.max_samples, pca_dim=args.pca_dim or None, seed=args.seed)
 
 
@@ -55,7 +55,7 @@ def run_gaussian(args):
     from nnunet_prism.cch.gaussian_experiment import ExperimentConfig, run_experiment, write_outputs
 
     if args.n <= args.dim + 1:
-        raise PipelineError(f"--n ({args.n}) must exceed --dim + 1 ({args.dim + 1})")
+        raise SetupError(f"--n ({args.n}) must exceed --dim + 1 ({args.dim + 1})")
     config = ExperimentConfig(n=args.n, p=args.dim, repeats=args.repeats, label_share=args.label_share,
                               mi_options=mi_options(args), seed=args.seed)
     files = write_outputs(run_experiment(config), config, Path(args.output))
@@ -68,7 +68,7 @@ def run(args):
     if args.gaussian:
         return run_gaussian(args)
     if not args.dataset or not args.configuration:
-        raise PipelineError("give -d DATASET and -c CONFIGURATION (or --gaussian)")
+        raise SetupError("give -d DATASET and -c CONFIGURATION (or --gaussian)")
     import numpy as np
     import torch
     from nnunetv2.paths import nnUNet_preprocessed
@@ -85,23 +85,19 @@ def run(args):
     predictor = load_predictor(folder, args.fold, args.checkpoint, args.device, use_mirroring=False)
     network = predictor.network
     if not isinstance(network, FusedAndUnimodal):
-        raise PipelineError(f"{args.trainer} has no multi-encoder network (forward_all); the CCH needs "
-                            f"per-modality representations (use nnUNetTrainerMissingModality or nnUNetTrainerPRISM)")
+        raise SetupError(f"{args.trainer} has no multi-encoder network (forward_all); the CCH needs "
+                         f"per-modality representations (use nnUNetTrainerMissingModality or nnUNetTrainerPRISM)")
     device = torch.device(args.device)
     network.to(device)
     dataset_name = predictor.plans_manager.dataset_name
     cases = validation_cases(dataset_name, args.fold, predictor.dataset_json)[:args.max_cases]
     names = modality_names(predictor.dataset_json)
     preprocessed = Path(str(nnUNet_preprocessed)) / dataset_name / predictor.configuration_manager.data_identifier
-    try:
-        reps = extract_representations(network, preprocessed, [c.name for c in cases],
-                                       np.stack([c.availability for c in cases]),
-                                       predictor.configuration_manager.patch_size, names, device,
-                                       args.representation, args.patches_per_case, args.voxels_per_class,
-                                       args.seed)
-        rows = cch_table(reps, args.estimator, options)
-    except ValueError as e:  # MIError and the extraction's input checks: one line for the user
-        raise PipelineError(str(e)) from None
+    reps = extract_representations(network, preprocessed, [c.name for c in cases],
+                                   np.stack([c.availability for c in cases]),
+                                   predictor.configuration_manager.patch_size, names, device,
+                                   args.representation, args.patches_per_case, args.voxels_per_class, args.seed)
+    rows = cch_table(reps, args.estimator, options)  # bad inputs: MIError, a user error (one line)
     output = Path(args.output)
     title = (f"{args.trainer} {dataset_name} {args.configuration} fold {args.fold}: "
              f"{args.representation}, {args.estimator}, {len(cases)} cases, {len(reps.labels)} voxels")

@@ -10,6 +10,7 @@ adds a column "ET (pp N)" scored after RFNet's ET post-processing, ``--metrics``
 import json
 from pathlib import Path
 
+from nnunet_prism.errors import SetupError
 from nnunet_prism.inference.model_loading import image_reader_writer, load_predictor, model_folder, resolve_folds
 
 
@@ -40,14 +41,14 @@ def add_arguments(parser):
 
 
 def run(args):
-    from nnunet_prism.evaluation import plot_subset_heatmap, print_comparison, targets_from_dataset_json, write_all
+    from nnunet_prism.evaluation import comparison_text, plot_subset_heatmap, targets_from_dataset_json, write_all
     from nnunet_prism.evaluation.scoring import CaseScorer
     from nnunet_prism.inference.absent_modalities import check_output_outside
     from nnunet_prism.inference.evaluation_cases import check_case_files, folder_cases, validation_cases
     from nnunet_prism.inference.subset_evaluation import evaluate_subsets
 
     if bool(args.images) != bool(args.labels):
-        raise FileNotFoundError("give both --images and --labels, or neither (fold validation cases)")
+        raise SetupError("give both --images and --labels, or neither (fold validation cases)")
     output = Path(args.output)
     check_output_outside(output, {"-i": args.images, "-l": args.labels}, "evaluate")
     folder = model_folder(args.dataset, args.trainer, args.plans, args.configuration)
@@ -78,7 +79,7 @@ def run(args):
     files["heatmap"] = plot_subset_heatmap(results, output / "subsets_dice.png", title=title)
     print(files["md"].read_text())
     if args.compare is not None:
-        print_comparison(results, dataset=args.compare or None, label=args.trainer,
-                         convention=scorer.convention.name, et_min_voxels=args.et_min_voxels)
+        print(comparison_text(results, dataset=args.compare or None, label=args.trainer,
+                              convention=scorer.convention.name, et_min_voxels=args.et_min_voxels))
     for kind, path in files.items():
         print(f"{kind}: {path}")

@@ -15,8 +15,8 @@ import numpy as np
 
 from nnunet_prism.availability import load_dataset_json, raw_availability, resolve_availability, write_record
 from nnunet_prism.datasets import dataset_name
-from nnunet_prism.modalities import AVAILABILITY_KEY, missing_rates, modality_names
-from nnunet_prism.pipeline import PipelineError
+from nnunet_prism.errors import MissingFileError, SetupError
+from nnunet_prism.modalities import AVAILABILITY_KEY, ModalityError, missing_rates, modality_names
 
 
 def add_arguments(parser):
@@ -28,11 +28,11 @@ def add_arguments(parser):
 def dataset_folders(dataset: str):
     """(raw folder, preprocessed folder or None) of an nnU-Net dataset; one-line errors."""
     if not os.environ.get("nnUNet_raw"):
-        raise PipelineError("nnUNet_raw is not set; export it as for nnU-Net's own commands.")
+        raise SetupError("nnUNet_raw is not set; export it as for nnU-Net's own commands.")
     name = dataset_name(dataset)
     raw = Path(os.environ["nnUNet_raw"]) / name
     if not (raw / "dataset.json").is_file():
-        raise PipelineError(f"{raw / 'dataset.json'} does not exist.")
+        raise MissingFileError(f"{raw / 'dataset.json'} does not exist.")
     preprocessed = Path(os.environ.get("nnUNet_preprocessed") or "/nonexistent") / name
     return raw, (preprocessed if (preprocessed / "dataset.json").is_file() else None)
 
@@ -47,14 +47,14 @@ def run(args):
     dataset_json = load_dataset_json(raw / "dataset.json")
     cases = training_case_ids(raw, dataset_json)
     if not cases:
-        raise PipelineError(f"{raw / 'imagesTr'} holds no training images.")
+        raise MissingFileError(f"{raw / 'imagesTr'} holds no training images.")
     data = raw_availability(raw, dataset_json, cases)
     had_record = bool(dataset_json.get(AVAILABILITY_KEY))
     if args.overwrite or not had_record:
         available = data
         if not data.any(axis=1).all():
             empty = cases[int(np.flatnonzero(~data.any(axis=1))[0])]
-            raise PipelineError(f"case '{empty}' has no modality with signal; remove it or fix its images.")
+            raise ModalityError(f"case '{empty}' has no modality with signal; remove it or fix its images.")
     else:  # check the existing record against the images, keep it
         available, _ = resolve_availability(dataset_json, cases, lambda keys: data)
     names = modality_names(dataset_json)

@@ -11,6 +11,7 @@ import os
 
 from nnunet_prism import discovery, pipeline
 from nnunet_prism.datasets import dataset_name
+from nnunet_prism.errors import MissingFileError
 from nnunet_prism.modalities import modality_names
 from nnunet_prism.training.hyperparameters import (ALLOW_CHANGES_ENV_VAR, HyperparameterError, load_overrides,
                                                    parse_assignments, resolve)
@@ -32,7 +33,7 @@ def preprocessed_dataset_json(dataset: str) -> dict:
     """The dataset.json nnU-Net copied into nnUNet_preprocessed (one-line error when absent)."""
     path = os.path.join(os.environ.get("nnUNet_preprocessed", ""), dataset_name(dataset), "dataset.json")
     if not os.path.isfile(path):
-        raise pipeline.PipelineError(f"{path} does not exist; run nnUNetv2_plan_and_preprocess -d {dataset} first.")
+        raise MissingFileError(f"{path} does not exist; run nnUNetv2_plan_and_preprocess -d {dataset} first.")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 

@@ -11,7 +11,7 @@ _EXPORTS = {
                 "dice", "hd95", "surface_distances", "image_diagonal", "evaluate_case", "evaluate_case_files",
                 "evaluate_folder", "short_name"],
     "results": ["SubsetResults", "write_csv", "write_per_case_csv", "write_markdown", "write_latex",
-                "write_all", "comparison_text", "print_comparison"],
+                "write_all", "comparison_text"],
     "plots": ["plot_subset_heatmap", "plot_heatmap"],
     "comparison": ["TrainerComparison", "write_comparison"],
     "published": ["PublishedResult", "load_published", "rows_convention"],

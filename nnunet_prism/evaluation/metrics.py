@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from nnunetv2.evaluation.evaluate_predictions import compute_tp_fp_fn_tn, region_or_label_to_mask
 
-from nnunet_prism.errors import EvaluationError
+from nnunet_prism.errors import EvaluationError, MissingFileError
 from nnunet_prism.evaluation.reference_labels import read_reference_label
 
 LabelOrRegion = Union[int, Tuple[int, ...]]
@@ -260,7 +260,7 @@ def read_segmentation(path: Union[str, Path], reader_writer) -> Tuple[np.ndarray
     """A label map and its spacing (numpy axis order) read with nnU-Net's reader/writer."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"segmentation file not found: {path}")
+        raise MissingFileError(f"segmentation file not found: {path}")
     seg, props = reader_writer.read_seg(str(path))
     return seg[0], np.asarray(props["spacing"], dtype=float)
 
@@ -276,7 +276,7 @@ def evaluate_case_files(reference_file: Union[str, Path], prediction_file: Union
     if reader_writer is None:
         reader_writer = _reader_writer(dataset_json, str(reference_file))
     if not Path(prediction_file).is_file():
-        raise FileNotFoundError(f"segmentation file not found: {prediction_file}")
+        raise MissingFileError(f"segmentation file not found: {prediction_file}")
     # the reference's values and its grid (size, spacing, origin, direction) against the prediction's
     ref, spacing = read_reference_label(reference_file, dataset_json, reader_writer, grid_of=prediction_file,
                                         what="prediction")
@@ -297,7 +297,7 @@ def evaluate_folder(reference_folder: Union[str, Path], prediction_folder: Union
         raise EvaluationError("dataset.json has no 'file_ending'")
     if case_ids is None:
         if not prediction_folder.is_dir():
-            raise FileNotFoundError(f"prediction folder not found: {prediction_folder}")
+            raise MissingFileError(f"prediction folder not found: {prediction_folder}")
         case_ids = sorted(p.name[:-len(ending)] for p in prediction_folder.iterdir() if p.name.endswith(ending))
     if not case_ids:
         raise EvaluationError(f"no '*{ending}' predictions in {prediction_folder}")
@@ -309,7 +309,7 @@ def evaluate_folder(reference_folder: Union[str, Path], prediction_folder: Union
         pred_file = prediction_folder / f"{case}{ending}"
         for f in (ref_file, pred_file):
             if not f.is_file():
-                raise FileNotFoundError(f"case '{case}': file not found: {f}")
+                raise MissingFileError(f"case '{case}': file not found: {f}")
         if rw is None:
             rw = _reader_writer(dataset_json, str(ref_file))
         results[case] = evaluate_case_files(ref_file, pred_file, dataset_json, targets, rw, **kwargs)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from nnunet_prism.errors import MissingFileError
+
 CSV_NAME = "published_brats_missing_modality.csv"
 
 
@@ -40,7 +42,7 @@ def published_csv_path() -> Path:
     for folder in (here.parents[1] / "results_templates", here.parents[2] / "results_templates"):
         if (folder / CSV_NAME).is_file():
             return folder / CSV_NAME
-    raise FileNotFoundError(f"{CSV_NAME} not found in results_templates/ next to the package or the repository")
+    raise MissingFileError(f"{CSV_NAME} not found in results_templates/ next to the package or the repository")
 
 
 def _dataset_key(name: str) -> str:

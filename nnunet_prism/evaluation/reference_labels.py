@@ -19,7 +19,7 @@ from typing import Mapping, Optional, Set, Tuple
 
 import numpy as np
 
-from nnunet_prism.errors import EvaluationError
+from nnunet_prism.errors import EvaluationError, MissingFileError
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
 from nnunet_prism.image_io import check_nifti_complete
 
@@ -87,7 +87,7 @@ def read_reference_label(path: os.PathLike, dataset_json: Mapping, reader_writer
     ``grid_of`` is given, its grid against that file's (``what`` names it in the message)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
+        raise MissingFileError(f"label file not found: {path}")
     if path.name.endswith((".nii", ".nii.gz")):
         check_nifti_complete(path)  # a truncated label would lose tumour voxels silently
     if grid_of is not None:

@@ -28,6 +28,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
+from nnunet_prism.errors import MissingFileError
 from nnunet_prism.modalities import ModalityError, all_subsets, parse_subset_name, subset_name
 from nnunet_prism.evaluation.metrics import METRICS, EvaluationError
 
@@ -177,7 +178,7 @@ class SubsetResults:
     def load_json(cls, path) -> "SubsetResults":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"results file not found: {path}")
+            raise MissingFileError(f"results file not found: {path}")
         return cls.from_dict(json.loads(path.read_text()))
 
 
@@ -224,14 +225,14 @@ def load_template(kind: str, template: Optional[Union[str, Path]] = None) -> str
     if template is not None:
         path = Path(template)
         if not path.is_file():
-            raise FileNotFoundError(f"template not found: {path}")
+            raise MissingFileError(f"template not found: {path}")
         return string.Template(path.read_text(encoding="utf-8"))
     for folder in _templates_dirs():
         path = folder / TEMPLATE_NAMES[kind]
         if path.is_file():
             return string.Template(path.read_text(encoding="utf-8"))
-    raise FileNotFoundError(f"template {TEMPLATE_NAMES[kind]} not found in "
-                            f"{' or '.join(str(d) for d in _templates_dirs())}")
+    raise MissingFileError(f"template {TEMPLATE_NAMES[kind]} not found in "
+                           f"{' or '.join(str(d) for d in _templates_dirs())}")
 
 
 def _worst_note(results: SubsetResults, metrics: Sequence[str]) -> List[Tuple[str, str, str]]:
@@ -444,7 +445,3 @@ def comparison_text(results: SubsetResults, dataset: Optional[str] = None, label
         text += "\n\nSources:\n" + "\n".join(f"- {s}" for s in sources)
     return text + "\n"
 
-
-def print_comparison(results: SubsetResults, dataset: Optional[str] = None, label: str = "this run",
-                     convention: Optional[str] = None, et_min_voxels: int = 0) -> None:
-    print(comparison_text(results, dataset, label, convention=convention, et_min_voxels=et_min_voxels))

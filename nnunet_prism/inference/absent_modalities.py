@@ -7,18 +7,21 @@ folder is never modified.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import SimpleITK as sitk
 
 from nnunet_prism.availability import image_has_signal
+from nnunet_prism.errors import MissingFileError
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
 from nnunet_prism.modalities import ModalityError
+
+logger = logging.getLogger(__name__)
 
 CaseFiles = Dict[str, Dict[int, Path]]  # case id -> {channel index: file}
 
@@ -34,7 +37,7 @@ def group_case_files(folder: os.PathLike, file_ending: str, num_channels: int, i
     dataset does not have is an error naming the file."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"input folder {folder} does not exist")
+        raise MissingFileError(f"input folder {folder} does not exist")
     pattern = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})" + re.escape(file_ending) + "$")
     cases: CaseFiles = {}
     unknown, bad_channel = [], []
@@ -55,7 +58,7 @@ def group_case_files(folder: os.PathLike, file_ending: str, num_channels: int, i
         if not ignore_unknown:
             hint = f", or pass {ignore_option} to skip them" if ignore_option else ""
             raise ModalityError(f"{what}; no case id or channel can be read from them: rename or move them{hint}")
-        print(f"ignoring {what}", file=sys.stderr)
+        logger.warning(f"ignoring {what}")
     if not cases:
         raise ModalityError(f"no files named CASE_XXXX{file_ending} in {folder}")
     return cases

@@ -14,6 +14,7 @@ from typing import List, Mapping, Optional
 
 import numpy as np
 
+from nnunet_prism.errors import MissingFileError
 from nnunet_prism.evaluation.reference_labels import read_reference_label
 from nnunet_prism.availability import image_has_signal, raw_availability, resolve_availability
 from nnunet_prism.inference.absent_modalities import check_case_geometry, group_case_files
@@ -37,7 +38,7 @@ def validation_cases(dataset_name: str, fold: int, dataset_json: Mapping,
     raw = Path(raw_root or str(nnUNet_raw)) / dataset_name
     splits_file = Path(preprocessed_root or str(nnUNet_preprocessed)) / dataset_name / "splits_final.json"
     if not splits_file.is_file():
-        raise FileNotFoundError(f"{splits_file} not found; train the fold first (nnU-Net writes it)")
+        raise MissingFileError(f"{splits_file} not found; train the fold first (nnU-Net writes it)")
     splits = json.loads(splits_file.read_text())
     if not 0 <= fold < len(splits):
         raise ModalityError(f"fold {fold} does not exist in {splits_file} ({len(splits)} folds)")
@@ -77,7 +78,7 @@ def _check_exist(cases: List[EvaluationCase]) -> None:
     for case in cases:
         for path in case.image_files + [case.label_file]:
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"case '{case.name}': {path} does not exist")
+                raise MissingFileError(f"case '{case.name}': {path} does not exist")
 
 
 def check_case_files(cases: List[EvaluationCase], dataset_json: Mapping, reader_writer) -> None:

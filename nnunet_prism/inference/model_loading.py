@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 from nnunet_prism.datasets import dataset_name
+from nnunet_prism.errors import MissingFileError, SetupError
 
 
 def model_folder(dataset, trainer, plans, configuration) -> Path:
@@ -17,10 +18,10 @@ def model_folder(dataset, trainer, plans, configuration) -> Path:
     (one line) for an unknown dataset id or a folder that holds no trained model (no
     dataset.json). ``dataset``: name or id."""
     if not os.environ.get("nnUNet_results"):
-        raise FileNotFoundError("nnUNet_results is not set: export nnUNet_results=<the folder nnU-Net trained into>")
+        raise SetupError("nnUNet_results is not set: export nnUNet_results=<the folder nnU-Net trained into>")
     folder = Path(os.environ["nnUNet_results"]) / dataset_name(dataset) / f"{trainer}__{plans}__{configuration}"
     if not (folder / "dataset.json").is_file():
-        raise FileNotFoundError(f"no trained model in {folder} (dataset.json missing)")
+        raise MissingFileError(f"no trained model in {folder} (dataset.json missing)")
     return folder
 
 
@@ -40,20 +41,20 @@ def resolve_folds(folder: Path, folds: Optional[Sequence] = None,
     trained = trained_folds(folder, checkpoint)
     if not folds:
         if not trained:
-            raise FileNotFoundError(f"no trained fold in {folder}: no fold_*/{checkpoint}")
+            raise MissingFileError(f"no trained fold in {folder}: no fold_*/{checkpoint}")
         return trained
     wanted = []
     for fold in folds:
         text = str(fold).strip()
         if text != "all" and not text.isdigit():
-            raise FileNotFoundError(f"fold '{fold}' is neither a number nor 'all'")
+            raise SetupError(f"fold '{fold}' is neither a number nor 'all'")
         wanted.append("all" if text == "all" else int(text))
     missing = [f for f in wanted if f not in trained]
     if missing:
         shown = ", ".join(f"fold_{f}/{checkpoint}" for f in missing)
         have = ", ".join(map(str, trained)) or "none"
-        raise FileNotFoundError(f"{folder}: fold {', '.join(map(str, missing))} was never trained (no {shown}); "
-                                f"trained folds: {have}")
+        raise MissingFileError(f"{folder}: fold {', '.join(map(str, missing))} was never trained (no {shown}); "
+                               f"trained folds: {have}")
     return list(dict.fromkeys(wanted))
 
 

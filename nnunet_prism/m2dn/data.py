@@ -17,6 +17,7 @@ import numpy as np
 
 from nnunet_prism.availability import channel_signal
 from nnunet_prism.datasets import dataset_name
+from nnunet_prism.errors import MissingFileError, SetupError
 from nnunet_prism.modalities import ModalityError, modality_names, read_availability
 
 
@@ -42,7 +43,7 @@ def nnunet_folder(name: str) -> Path:
 
     value = os.environ.get(name)
     if not value:
-        raise FileNotFoundError(f"{name} is not set; export nnU-Net's folders first (documentation/setting_up_paths.md)")
+        raise SetupError(f"{name} is not set; export nnU-Net's folders first (documentation/setting_up_paths.md)")
     return Path(value)
 
 
@@ -55,15 +56,15 @@ def open_preprocessed(dataset, configuration: str = "3d_fullres", plans_identifi
     folder = root / name
     plans_file = folder / f"{plans_identifier}.json"
     if not plans_file.is_file():
-        raise FileNotFoundError(f"{plans_file} not found; run nnUNetv2_plan_and_preprocess -d {dataset} first")
+        raise MissingFileError(f"{plans_file} not found; run nnUNetv2_plan_and_preprocess -d {dataset} first")
     plans = json.loads(plans_file.read_text())
     if configuration not in plans["configurations"]:
         raise ModalityError(f"configuration '{configuration}' is not in {plans_file} "
                             f"(has {', '.join(plans['configurations'])})")
     data_folder = folder / PlansManager(plans).get_configuration(configuration).data_identifier
     if not data_folder.is_dir() or not any(data_folder.glob("*.pkl")):
-        raise FileNotFoundError(f"{data_folder} holds no preprocessed cases; run nnUNetv2_plan_and_preprocess "
-                                f"-d {dataset} -c {configuration}")
+        raise MissingFileError(f"{data_folder} holds no preprocessed cases; run nnUNetv2_plan_and_preprocess "
+                               f"-d {dataset} -c {configuration}")
     dataset_json = json.loads((folder / "dataset.json").read_text())
     return PreprocessedSet(name, folder, data_folder, plans, dataset_json, configuration, plans_identifier)
 

@@ -12,6 +12,7 @@ interrupted run continues exactly. Optimiser: AdamW with nnU-Net's poly learning
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,11 +22,14 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from nnunet_prism.errors import MissingFileError
 from nnunet_prism.modalities import ModalityError
 from nnunet_prism.m2dn.data import (CaseReader, SliceSampler, fold_split, nnunet_folder,
                                          open_preprocessed, slice_patch_size)
 from nnunet_prism.m2dn.diffusion import MaskedDiffusion, sample_training_masks
 from nnunet_prism.m2dn.network import M2DNet
+
+logger = logging.getLogger(__name__)
 
 MODEL_NAME = "M2DN"
 
@@ -61,8 +65,8 @@ def find_checkpoint(folder: Path, name: Optional[str] = None) -> Path:
     for candidate in candidates:
         if (folder / candidate).is_file():
             return folder / candidate
-    raise FileNotFoundError(f"no M2DN checkpoint ({' or '.join(candidates)}) in {folder}; "
-                            f"run 'nnunet_prism synth train' first")
+    raise MissingFileError(f"no M2DN checkpoint ({' or '.join(candidates)}) in {folder}; "
+                           f"run 'nnunet_prism m2dn train' first")
 
 
 def load_model(checkpoint: Path, device: str = "cpu") -> Tuple[M2DNet, MaskedDiffusion, dict]:
@@ -109,8 +113,9 @@ class M2DNTrainer:
                 "fold": str(self.fold), "held_out": self.held_out, "options": asdict(self.options)}
 
     def log(self, message: str) -> None:
+        """A timestamped progress line: to this module's logger (the command prints it) and the log file."""
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {message}"
-        print(line, flush=True)
+        logger.info(line)
         if self.log_file is not None:
             with open(self.log_file, "a", encoding="utf-8") as f:
                 f.write(line + "\n")

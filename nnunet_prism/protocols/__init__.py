@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from nnunet_prism.errors import MissingFileError
 from nnunet_prism.evaluation.metrics import EvaluationError
 from nnunet_prism.modalities import AVAILABILITY_KEY, availability_to_json, modality_names, read_availability
 
@@ -118,7 +119,7 @@ def apply_protocol(protocol: Protocol, raw_folder: Union[str, os.PathLike], prep
     raw, pre = Path(raw_folder), Path(preprocessed_folder)
     dataset_json_path = raw / "dataset.json"
     if not dataset_json_path.is_file():
-        raise FileNotFoundError(f"{dataset_json_path} not found")
+        raise MissingFileError(f"{dataset_json_path} not found")
     dataset_json = json.loads(dataset_json_path.read_text())
     ending = dataset_json["file_ending"]
     channels = len(modality_names(dataset_json))
@@ -154,7 +155,7 @@ def apply_protocol(protocol: Protocol, raw_folder: Union[str, os.PathLike], prep
         files.append((raw / "labelsTr" / f"{case}{ending}", labels_ts / f"{case}{ending}"))
         for src, dst in files:
             if not src.is_file():
-                raise FileNotFoundError(f"case '{case}': {src} does not exist")
+                raise MissingFileError(f"case '{case}': {src} does not exist")
             if dst.exists() or dst.is_symlink():
                 dst.unlink()
             if link:
