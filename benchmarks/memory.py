@@ -186,7 +186,7 @@ def training_loss(trainer: str, network, loss, data, mask, target, label_manager
         chosen = random.Random(0).sample(range(len(subsets)), min(GMD_SUBSETS, len(subsets)))
         # GMD's k subset losses (their gradients come from one graph)
         losses = subset_losses(loss, network.forward_modalities(data), target, mask, subsets[chosen])
-        return sum(l for l in losses if l is not None)
+        return sum(loss for loss in losses if loss is not None)
     raise ValueError(f"unknown trainer {trainer}")
 
 

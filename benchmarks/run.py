@@ -49,7 +49,7 @@ def step_benchmark(trainer, env, args):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "trainer_step.py"), str(DATASET_ID), trainer,
                           "--steps", str(args.steps), "--device", args.device],
                          env=env, capture_output=True, text=True)
-    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"step benchmark of {trainer} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT "):])

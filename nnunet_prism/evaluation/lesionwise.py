@@ -28,7 +28,6 @@ values by a fraction of a voxel).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from scipy import ndimage

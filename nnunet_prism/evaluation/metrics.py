@@ -186,7 +186,7 @@ def surface_distances(mask_a: np.ndarray, mask_b: np.ndarray, spacing=None) -> T
     coords = np.argwhere(a | b)
     lo = np.maximum(coords.min(axis=0) - 1, 0)
     hi = np.minimum(coords.max(axis=0) + 2, a.shape)
-    box = tuple(slice(l, h) for l, h in zip(lo, hi))
+    box = tuple(slice(start, stop) for start, stop in zip(lo, hi))
     surf_a, surf_b = _surface(a[box]), _surface(b[box])
     dist_to_b = ndimage.distance_transform_edt(~surf_b, sampling=sp)
     dist_to_a = ndimage.distance_transform_edt(~surf_a, sampling=sp)

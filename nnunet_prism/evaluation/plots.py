@@ -42,7 +42,7 @@ def plot_heatmap(values: np.ndarray, row_labels: Sequence[str], column_labels: S
     labels = list(row_labels)
     n_rows, n_cols = values.shape
     column_width = max(1.1, 0.085 * max(len(c) for c in column_labels))
-    fig = Figure(figsize=(1.6 + column_width * n_cols + 0.09 * max(len(l) for l in labels), 0.9 + 0.36 * n_rows))
+    fig = Figure(figsize=(1.6 + column_width * n_cols + 0.09 * max(len(label) for label in labels), 0.9 + 0.36 * n_rows))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     cmap = colormaps["viridis" if HIGHER_IS_BETTER.get(metric, False) else "viridis_r"].with_extremes(bad="lightgrey")

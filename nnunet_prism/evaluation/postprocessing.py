@@ -16,7 +16,7 @@ maps; ``suppress_small_et_regions`` on a stack of binary region masks (one chann
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 

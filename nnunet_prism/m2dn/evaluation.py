@@ -112,7 +112,10 @@ def write_tables(table: Sequence[Mapping], rows: Sequence[Mapping], output: Path
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(table)
-    fmt = lambda k, v: (f"{v:.2f}" if k.startswith("PSNR") else f"{v:.4f}") if isinstance(v, float) else str(v)
+
+    def fmt(k, v):
+        return (f"{v:.2f}" if k.startswith("PSNR") else f"{v:.4f}") if isinstance(v, float) else str(v)
+
     lines = [f"# {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(k, r[k]) for k in keys) + " |" for r in table]
     files["md"].write_text("\n".join(lines) + "\n")

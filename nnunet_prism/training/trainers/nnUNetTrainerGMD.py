@@ -130,7 +130,7 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
         subsets = self.sampler.sample_masks().to(self.device)
         output.losses = subset_losses(self.subset_loss, output.per_modality, inputs.target, inputs.mask, subsets)
         output.used = (inputs.mask[None] & subsets[:, None]).any(dim=1)
-        present = [l.detach().float() for l in output.losses if l is not None]
+        present = [loss.detach().float() for loss in output.losses if loss is not None]
         return (torch.stack(present).mean() if present else torch.zeros((), device=self.device)), {}
 
     def backward_and_step(self, loss, inputs: StepInputs, output: DynamicSharingOutput) -> dict:
