@@ -5,9 +5,8 @@ import math
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from helpers.distributed import on_two_gloo_ranks
 from helpers.networks import DS_PLAN, IMPORTS, PLAIN_UNET, make_batch, nnunet_loss
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
 from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale, summed_backward
@@ -271,21 +270,14 @@ def _rank_gradients(rank, reduce=None):
     return shared, specific, stats
 
 
-def _worker(rank, init_file, results):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
-        shared, specific, stats = _rank_gradients(rank)
-        results[rank] = (shared, specific, stats.as_array())
-    finally:
-        dist.destroy_process_group()
+def _on_rank(rank):
+    shared, specific, stats = _rank_gradients(rank)
+    return shared, specific, stats.as_array()
 
 
 @pytest.mark.ddp
 def test_two_gloo_ranks_average_subset_gradients_before_projection(tmp_path):
-    results = mp.Manager().dict()
-    # fork: the workers inherit the imported modules (spawn would re-import torch and nnU-Net)
-    mp.start_processes(_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True, start_method="fork")
+    results = on_two_gloo_ranks(_on_rank, tmp_path)
     captured = {}
     _rank_gradients(0, reduce=lambda flat: captured.setdefault("rank0", flat.clone()))
     shared, specific, stats = _rank_gradients(1, reduce=lambda flat: (flat + captured["rank0"]) / 2)

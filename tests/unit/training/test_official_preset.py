@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers.distributed import on_two_gloo_ranks
 from helpers.losses import pair_rows
 from helpers.networks import DS_PLAN, IMPORTS, PLAIN_UNET, make_batch, nnunet_loss, plan_kwargs
 from helpers.paths import OFFICIAL_FIXTURES
@@ -371,28 +372,20 @@ def _ddp_inputs():
     return logits_t, logits_s, feats_t, feats_s, labels, mask
 
 
-def _ddp_worker(rank, init_file, results):
-    import torch.distributed as dist
-
+def _on_rank(rank):
     from nnunet_prism.training.distributed import reduce_preference_state, sum_over_ranks
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
-        rows = slice(2 * rank, 2 * rank + 2)
-        _, stats = _official_terms(*(t[rows] for t in _ddp_inputs()), batch_sum=sum_over_ranks)
-        state = PreferenceState([0.2, 0.5], rule="official", rp_statistic="pooled_gap")
-        state.update_batch(stats["rp"], stats["rp_valid"], stats["gap"])
-        reduce_preference_state(state, torch.device("cpu"))
-        results[rank] = (stats["gap"].tolist(), stats["gate"].tolist(), state.end_epoch(epoch=0).tolist(),
-                         state.E.tolist())
-    finally:
-        dist.destroy_process_group()
+
+    rows = slice(2 * rank, 2 * rank + 2)
+    _, stats = _official_terms(*(t[rows] for t in _ddp_inputs()), batch_sum=sum_over_ranks)
+    state = PreferenceState([0.2, 0.5], rule="official", rp_statistic="pooled_gap")
+    state.update_batch(stats["rp"], stats["rp_valid"], stats["gap"])
+    reduce_preference_state(state, torch.device("cpu"))
+    return stats["gap"].tolist(), stats["gate"].tolist(), state.end_epoch(epoch=0).tolist(), state.E.tolist()
 
 
 @pytest.mark.ddp
 def test_official_batch_statistics_over_two_gloo_ranks(tmp_path):
-    import torch.multiprocessing as mp
-    results = mp.Manager().dict()
-    mp.start_processes(_ddp_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True, start_method="fork")
+    results = on_two_gloo_ranks(_on_rank, tmp_path)
     _, stats = _official_terms(*_ddp_inputs())
     single = PreferenceState([0.2, 0.5], rule="official", rp_statistic="pooled_gap")
     single.update_batch(stats["rp"], stats["rp_valid"], stats["gap"])

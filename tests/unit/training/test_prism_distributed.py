@@ -1,9 +1,8 @@
 """PRISM's per-epoch statistics are reduced over ranks: a real 2-process gloo group on the CPU."""
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from helpers.distributed import on_two_gloo_ranks
 from nnunet_prism.losses import PreferenceState
 from nnunet_prism.training.distributed import reduce_preference_state
 
@@ -14,23 +13,17 @@ VALID = {0: torch.tensor([[True, True, True, True], [True, False, True, False]])
          1: torch.tensor([[True, True, False, True]])}
 
 
-def _worker(rank, init_file, results):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
-        state = PreferenceState(RATES)
-        state.update_batch(RP[rank], VALID[rank])
-        reduce_preference_state(state, torch.device("cpu"))
-        mean_rp = state.end_epoch(0.01)
-        results[rank] = (mean_rp.tolist(), state.E.tolist())
-    finally:
-        dist.destroy_process_group()
+def _on_rank(rank):
+    state = PreferenceState(RATES)
+    state.update_batch(RP[rank], VALID[rank])
+    reduce_preference_state(state, torch.device("cpu"))
+    mean_rp = state.end_epoch(0.01)
+    return mean_rp.tolist(), state.E.tolist()
 
 
 @pytest.mark.ddp
 def test_epoch_statistics_are_reduced_over_two_gloo_ranks(tmp_path):
-    results = mp.Manager().dict()
-    # fork: the workers inherit the imported modules (spawn would re-import torch and nnU-Net)
-    mp.start_processes(_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True, start_method="fork")
+    results = on_two_gloo_ranks(_on_rank, tmp_path)
     single = PreferenceState(RATES)
     single.update_batch(torch.cat([RP[0], RP[1]]), torch.cat([VALID[0], VALID[1]]))
     expected_rp = single.end_epoch(0.01).tolist()
