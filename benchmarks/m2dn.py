@@ -6,7 +6,7 @@
 (a) time per sampled slice by number of DDIM steps (batch of 16 slices of a held-out case);
 (b) after a fixed CPU training budget (seconds) on fold 0: PSNR/SSIM per missing subset on the
     fold's held-out cases for M2DN, zero fill and the mean of the present modalities (all in
-    nnU-Net's normalised space, see nnunet_prism/synthesis/evaluation.py);
+    nnU-Net's normalised space, see nnunet_prism/m2dn/evaluation.py);
 (c) 15-subset Dice (mean over WT/TC/ET) of plain nnU-Net (nnUNetTrainerPrismBase: nnUNetTrainer with
     a short, overridable schedule; identical steps on complete data; same fold) on
     the same held-out cases with absent modalities zero-filled vs imputed by M2DN (no test-time
