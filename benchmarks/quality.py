@@ -250,6 +250,24 @@ def _median_text(values, spec: str) -> str:
     return format(statistics.median(values), spec) if values else "–"
 
 
+def recorded_command(argv: list, workdir: Path) -> str:
+    """The command line as summary.md and results.json record it: the work folder relative to the
+    repository, or ``WORKDIR`` outside it, so that committed outputs carry no machine's paths."""
+    shown = workdir.relative_to(REPO).as_posix() if workdir.is_relative_to(REPO) else "WORKDIR"
+    words, after_workdir = [], False
+    for word in argv:
+        option, equals, _ = word.partition("=")
+        is_workdir = len(option) > 2 and "--workdir".startswith(option)  # argparse takes --work too
+        if after_workdir:
+            word, after_workdir = shown, False
+        elif is_workdir and equals:
+            word = f"{option}={shown}"
+        elif is_workdir:
+            after_workdir = True
+        words.append(word)
+    return " ".join(["python", Path(__file__).resolve().relative_to(REPO).as_posix(), *words])
+
+
 def main(argv=None):
     args = parse_args(argv)
     args.trainers = list(dict.fromkeys(args.trainers))
@@ -258,7 +276,7 @@ def main(argv=None):
     env = pipeline.nnunet_environment(workdir)
     env.setdefault("nnUNet_n_proc_DA", "0")  # the seed makes CPU runs repeatable only without DA workers
     setup = prepare(workdir, env, args)
-    report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": "python " + " ".join(sys.argv),
+    report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": recorded_command(sys.argv[1:], workdir),
               "setup": {**setup["setup"], "patch_size": setup["patch_size"], "batch_size": setup["batch_size"]},
               "trainers": args.trainers, "seeds": args.seeds, "runs": {}, "missing_runs": []}
     todo = [(trainer, seed) for seed in args.seeds for trainer in args.trainers]  # every trainer's seed 0 first

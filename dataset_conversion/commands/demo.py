@@ -58,6 +58,16 @@ def _nnunet_prism(*args) -> list:
     return [sys.executable, "-m", "nnunet_prism.cli", *map(str, args)]
 
 
+def what_the_table_shows(epochs: int, iterations: int) -> str:
+    """The demo's closing words on its table: a short schedule checks the pipeline, it ranks nothing."""
+    return ("This table shows the pipeline working end to end (train, predict with absent files, evaluate\n"
+            f"15 subsets). It is not a ranking of the trainers: after {epochs} epochs x {iterations} iterations\n"
+            "(nnU-Net trains 1000 x 250) it says how fast each trainer starts learning, and at this length\n"
+            "the numbers move between runs by several Dice points, sometimes tens. Which trainer segments\n"
+            "best is measured by the quality benchmark (6 trainers x 3 seeds x 1000 iterations, paired\n"
+            "tests): docs/benchmarks.md in the repository, section 'Quality benchmark'.\n")
+
+
 def run(args):
     from nnunet_prism.evaluation.comparison import TrainerComparison, write_comparison
     from nnunet_prism.evaluation.results import SubsetResults
@@ -112,6 +122,7 @@ def run(args):
              f"missing rates {args.missing_rates}")
     files = write_comparison(TrainerComparison.from_results(results), workdir, title=title)
     print(files["md"].read_text())
+    print(what_the_table_shows(args.epochs, args.iterations))
     print(f"Done in {progress.elapsed():.0f} s. Everything is under {workdir}:")
     print(f"  comparison table:  {files['md']}\n                     {files['csv']}")
     print(f"  comparison plot:   {files['heatmap']}")

@@ -6,7 +6,7 @@ outputs records which modalities each case had. Outputs are nnU-Net's own (segme
 with ``--save_probabilities``, the .npz/.pkl files), so ensembling and postprocessing work.
 Unknown options are passed to nnUNetv2_predict unchanged. Before anything is written, the
 input is checked (file names, channels, one grid per case, ``-o`` outside ``-i``) and so are the
-model and its folds (default: every ``fold_*`` with the checkpoint); see the README.
+model and its folds (default: every ``fold_*`` with the checkpoint); see docs/input_checks.md.
 """
 import json
 import tempfile

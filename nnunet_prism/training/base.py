@@ -3,7 +3,7 @@ and the one training and validation step every method shares.
 
 Trained on its own it is plain nnU-Net that honours the recorded (and simulated) availability:
 absent modalities are zero in training and validation. A method changes hooks, as nnU-Net's own
-variants do (see the README's contributor recipe):
+variants do (see the recipe in docs/contributing.md):
 
 * ``network_builder``     the plan-to-network function (None: nnU-Net's own network)
 * ``method_curves``       per-epoch curves for progress.png and the checkpoint ({panel: [keys]})

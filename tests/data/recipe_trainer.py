@@ -1,4 +1,4 @@
-"""The README's contributor recipe, as a test runs it: a loss function and a trainer of a few
+"""The contributor recipe (docs/contributing.md), as a test runs it: a loss function and a trainer of a few
 lines on the multi-encoder network (nnU-Net imports this module through nnUNet_extTrainer)."""
 import torch
 

@@ -16,7 +16,7 @@ from nnunet_prism.training.hyperparameters.sources import ENV_VAR
 
 #: The ``preset`` hyperparameter of the trainers that reproduce an official code base on request.
 PRESET = Hyperparameter("choice", "paper", "`official`: every official-code behaviour at once (the switches marked "
-                                           "'preset official' take that value unless set explicitly; README, "
+                                           "'preset official' take that value unless set explicitly; docs/methods.md, "
                                            "'Paper vs official code')", choices=("paper", "official"))
 
 

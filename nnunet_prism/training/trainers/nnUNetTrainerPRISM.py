@@ -9,7 +9,7 @@ E <- E - gamma * mean RP^m; it is saved in nnU-Net's checkpoints and restored by
 Defaults from the official code: T = 4, lambda1 = 0.5, lambda2 = 0.1, gamma = 0.01.
 
 ``preset="official"`` reproduces the official PASSION code's behaviours (each has its own switch,
-see ``PRESETS``; README, "Paper vs official code"): pixel KL on probabilities upsampled to full
+see ``PRESETS``; docs/methods.md, "Paper vs official code"): pixel KL on probabilities upsampled to full
 resolution with the official level weights and clamping, prototypes over the classes of every
 sample of the batch, the omega gate on the batch-summed RP, the semantic loss weighted by
 1/(1-FR^m), the clamped and renormalised beta updated from the pooled epoch gaps with gamma x1.5
