@@ -1,17 +1,22 @@
 """BraTS folder(s) -> nnU-Net raw dataset ``<nnUNet_raw>/DatasetXXX_Name``.
 
 Input: the 2018-2021 layout (``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz``, labels 0/1/2/4) or
-the 2023 glioma layout (``<case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz``, labels 0/1/2/3).
-Output: ``imagesTr/<case>_{0000..0003}.nii.gz`` in channel order FLAIR, T1, T1c, T2,
-``labelsTr/<case>.nii.gz`` with 0 background, 1 edema, 2 necrosis, 3 enhancing (as nnU-Net's
-own BraTS example), ``imagesTs`` for cases without a label file, and ``dataset.json`` with:
+the 2023-and-later layout (``<case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz``) with the label set of
+its task (``layouts.LAYOUTS``: 2023 glioma 0/1/2/3; 2024-2025 post-treatment glioma 0-4 with 4
+the resection cavity; BraTS-MET, -PED, -MEN). With ``layout="auto"`` the file names choose the
+family, the case ids' prefix the task (BraTS-MET/-PED/-MEN), and a glioma label file holding 4
+the 2024 set. Output: ``imagesTr/<case>_{0000..0003}.nii.gz`` in channel order FLAIR, T1, T1c,
+T2, ``labelsTr/<case>.nii.gz`` with 0 background, 1 edema, 2 necrosis / non-enhancing core,
+3 enhancing (as nnU-Net's own BraTS example) and 4 the set's extra class (RC or CC),
+``imagesTs`` for cases without a label file, and ``dataset.json`` with:
 
-- ``channel_names``, ``labels`` (regions whole/core/enhancing tumour and ``regions_class_order``,
-  or plain labels with ``label_based=True``), ``numTraining``, ``file_ending``;
+- ``channel_names``, ``labels`` (the set's regions, e.g. whole/core/enhancing tumour and
+  resection cavity, and ``regions_class_order``, or plain labels with ``label_based=True``),
+  ``numTraining``, ``file_ending``;
 - ``modality_availability`` (``nnunet_prism.modalities.AVAILABILITY_KEY``): ``{case: [0/1] * 4}``
   for every case, training and test alike (case ids are unique, so one dict serves both);
   0 where the modality file is absent, all zero, or removed by the simulated missingness;
-- ``numTest``, ``brats_layout`` ("2020"/"2023") and, when simulating, ``missing_simulation``
+- ``numTest``, ``brats_layout`` (the set: "2020", "2023", "2024", "met", "ped", "men") and, when simulating, ``missing_simulation``
   ``{"rates": [...], "seed": S}``.
 
 A modality that is absent (in the source or by simulation) is written as an all-zero image on
@@ -36,7 +41,7 @@ import numpy as np
 from dataset_conversion.availability import check_rates, simulate_availability
 from dataset_conversion.errors import ConversionError
 from dataset_conversion.labels import brats_predictions_to_original, dataset_json_labels  # noqa: F401 (re-export)
-from dataset_conversion.layouts import BratsLayout
+from dataset_conversion.layouts import LAYOUT_2023, LAYOUT_2024, BratsLayout
 from dataset_conversion.sources import SourceCase, find_cases
 from dataset_conversion.staging import (check_apart, check_destination, clean_interrupted, dataset_folder,
                                         raw_root_folder, staged)
@@ -86,7 +91,7 @@ def _dataset_json(name: str, layout: BratsLayout, label_based: bool, train: Sequ
         "name": name,
         "description": f"BraTS ({layout.name} layout) converted by nnunet_prism dataset_conversion",
         "channel_names": {str(i): m for i, m in enumerate(BRATS_MODALITIES)},
-        **dataset_json_labels(label_based),
+        **dataset_json_labels(label_based, layout),
         "numTraining": len(train),
         "numTest": len(test),
         "file_ending": FILE_ENDING,
@@ -117,7 +122,8 @@ def convert_brats(source_dirs: Union[PathLike, Sequence[PathLike]], dataset_id: 
     simulated missingness of the training cases (sorted by case id), drawn with ``seed`` by
     ``nnunet_prism.modalities.sample_availability`` and ANDed with what the files hold; every
     case keeps >= 1 modality. ``layout``: "auto", "2020" (2018-2021) or "2023".
-    ``require_labels``: see ``split_labelled``. Bad input raises ConversionError; nothing is
+    ``require_labels``: see ``split_labelled``. Auto-detected 2023 glioma files whose labels hold 4
+    (the resection cavity) are converted as the 2024 set. Bad input raises ConversionError; nothing is
     written then and an existing dataset is only replaced with ``overwrite=True``. Every file is
     read completely first (a truncated file is an error); the destination and the source folders
     must not contain one another.
@@ -132,7 +138,13 @@ def convert_brats(source_dirs: Union[PathLike, Sequence[PathLike]], dataset_id: 
     check_destination(folder, overwrite)
     train, test = split_labelled(cases, chosen, require_labels)
 
-    genuine = np.array(_map(partial(check_case, layout=chosen), train + test, num_workers), dtype=bool)
+    # an auto-detected glioma set is read with the 2024 labels (a superset of 2023's, same meaning
+    # of 1-3); a label 4 anywhere makes it the 2024 post-treatment set
+    reading = LAYOUT_2024 if layout == "auto" and chosen is LAYOUT_2023 else chosen
+    checked = _map(partial(check_case, layout=reading), train + test, num_workers)
+    if reading is LAYOUT_2024:
+        chosen = LAYOUT_2024 if any(4 in values for _, values in checked) else LAYOUT_2023
+    genuine = np.array([available for available, _ in checked], dtype=bool)
     available = np.concatenate([simulate_availability(genuine[:len(train)], rates, seed), genuine[len(train):]])
 
     with staged(folder, overwrite) as stage:

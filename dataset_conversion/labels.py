@@ -1,8 +1,10 @@
-"""BraTS label conventions: BraTS files <-> nnU-Net's 0/1/2/3 and the ``dataset.json`` label entries.
+"""BraTS label conventions: BraTS files <-> nnU-Net labels and the ``dataset.json`` label entries.
 
 nnU-Net side (as in nnU-Net's own BraTS example): 0 background, 1 edema, 2 necrotic /
-non-enhancing core, 3 enhancing tumour; region-based training uses whole tumour {1,2,3},
-tumour core {2,3} and enhancing tumour {3}.
+non-enhancing core, 3 enhancing tumour, 4 the set's extra class (resection cavity in the 2024
+glioma and metastasis sets, cystic component in the paediatric set); region-based training uses
+the regions of the set's row in ``layouts.LAYOUTS`` (whole tumour {1,2,3}, tumour core {2,3},
+enhancing tumour {3}, and e.g. resection cavity {4}, disjoint from the others).
 """
 from __future__ import annotations
 
@@ -14,32 +16,30 @@ import numpy as np
 import SimpleITK as sitk
 
 from dataset_conversion.errors import ConversionError, check_complete
-from dataset_conversion.layouts import BratsLayout, get_layout
+from dataset_conversion.layouts import LAYOUT_2023, BratsLayout, get_layout, label_hint
 from dataset_conversion.staging import staged_files
 
-NNUNET_LABELS = (0, 1, 2, 3)
-PLAIN_LABELS = {"background": 0, "edema": 1, "necrosis": 2, "enhancing": 3}
-REGION_LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
-REGIONS_CLASS_ORDER = [1, 2, 3]
 
-
-def dataset_json_labels(label_based: bool = False) -> Dict:
-    """The ``labels`` (and, region-based, ``regions_class_order``) entries of ``dataset.json``."""
+def dataset_json_labels(label_based: bool = False, layout: BratsLayout = LAYOUT_2023) -> Dict:
+    """The ``labels`` (and, region-based, ``regions_class_order``) entries of ``dataset.json``
+    for ``layout``'s label set."""
     if label_based:
-        return {"labels": dict(PLAIN_LABELS)}
-    return {"labels": {k: (list(v) if isinstance(v, list) else v) for k, v in REGION_LABELS.items()},
-            "regions_class_order": list(REGIONS_CLASS_ORDER)}
+        return {"labels": {"background": 0, **dict(layout.plain_labels)}}
+    return {"labels": {"background": 0, **{name: list(members) for name, members, _ in layout.regions}},
+            "regions_class_order": [written for _, _, written in layout.regions]}
 
 
-def _relabel(seg: np.ndarray, mapping: Mapping[int, int], what: str, convention: str) -> np.ndarray:
+def _relabel(seg: np.ndarray, mapping: Mapping[int, int], what: str, convention: str,
+             hint=lambda value: "") -> np.ndarray:
     """seg (any shape, integer-valued) with every value v replaced by mapping[v], as uint8."""
     values = np.unique(seg)
     bad = [v for v in values.tolist() if not np.isfinite(v) or v != int(v) or int(v) not in mapping]
     if bad:
         shown = ", ".join(f"{v:g}" for v in bad[:5])
         noun = "value" if len(bad) == 1 else "values"
+        hints = "".join(hint(int(v)) for v in bad if np.isfinite(v) and v == int(v))
         raise ConversionError(f"{what} contains {noun} {shown} that are not {convention} labels "
-                              f"({', '.join(map(str, sorted(mapping)))}).")
+                              f"({', '.join(map(str, sorted(mapping)))}).{hints}")
     table = np.zeros(max(mapping) + 1, dtype=np.uint8)
     for source, target in mapping.items():
         table[source] = target
@@ -47,20 +47,22 @@ def _relabel(seg: np.ndarray, mapping: Mapping[int, int], what: str, convention:
 
 
 def brats_to_nnunet(seg: np.ndarray, layout: BratsLayout, what: str = "label map") -> np.ndarray:
-    """BraTS labels of ``layout`` (2020: 0/1/2/4, 2023: 0/1/2/3) -> nnU-Net 0/1/2/3 (uint8)."""
-    return _relabel(seg, layout.to_nnunet, what, f"BraTS {layout.name}")
+    """BraTS labels of ``layout`` (2020: 0/1/2/4, 2023: 0/1/2/3, 2024: 0-4, ...) -> nnU-Net labels
+    (uint8). A value of another BraTS set is named with that set's ``--layout``."""
+    return _relabel(seg, layout.to_nnunet, what, f"BraTS {layout.name}", lambda v: label_hint(v, layout))
 
 
 def nnunet_to_brats(seg: np.ndarray, layout: BratsLayout, what: str = "label map") -> np.ndarray:
-    """nnU-Net 0/1/2/3 -> BraTS labels of ``layout`` (uint8); exact inverse of ``brats_to_nnunet``."""
+    """nnU-Net labels -> BraTS labels of ``layout`` (uint8); exact inverse of ``brats_to_nnunet``."""
     inverse = {v: k for k, v in layout.to_nnunet.items()}
     return _relabel(seg, inverse, what, "nnU-Net BraTS")
 
 
 def brats_predictions_to_original(in_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike],
                                   layout: str, et_min_voxels: int = 0) -> List[Path]:
-    """Every ``*.nii.gz`` of ``in_dir`` (nnU-Net predictions, 0/1/2/3) written to ``out_dir`` under the
-    same name in the BraTS convention of ``layout`` ("2020": 1/2/4, "2023": 1/2/3), header kept.
+    """Every ``*.nii.gz`` of ``in_dir`` (nnU-Net predictions) written to ``out_dir`` under the same
+    name in the BraTS convention of ``layout`` ("2020": 1/2/4, "2023": 1/2/3, "2024": 1/2/3/4 with
+    4 the resection cavity, "ped": 1 ET/2 NETC/3 CC/4 ED, ...), header kept.
     Returns the written paths. ``out_dir`` must differ from ``in_dir``. Every file is checked
     complete before it is read; the files are written into a hidden folder beside ``out_dir`` and
     moved into it only when all are done, so an error leaves ``out_dir`` as it was.
@@ -70,7 +72,8 @@ def brats_predictions_to_original(in_dir: Union[str, os.PathLike], out_dir: Unio
     if et_min_voxels < 0:
         raise ConversionError(f"--et-min-voxels must be >= 0, got {et_min_voxels}.")
     if str(layout) == "auto":
-        raise ConversionError("predictions do not tell their BraTS release; pass layout 2020 or 2023.")
+        raise ConversionError("predictions do not tell their BraTS release; pass the layout the dataset was "
+                              "converted with (its dataset.json says 'brats_layout').")
     brats_layout = get_layout(layout)
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
     if not in_dir.is_dir():

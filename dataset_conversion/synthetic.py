@@ -1,7 +1,10 @@
-"""Synthetic BraTS-like cases in the BraTS 2020 layout, for tests and demos.
+"""Synthetic BraTS-like cases in the BraTS 2020 layout (or the 2024 post-treatment one), for tests and demos.
 
 ``<out>/<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz``; labels 0 background, 1 necrotic core,
-2 edema, 4 enhancing. Each case: a skull-stripped, smoothly irregular ellipsoidal brain (white
+2 edema, 4 enhancing. With ``layout="2024"``: ``<out>/<case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz``
+with case ids ``BraTS-GLI-00000-100, ...`` and the 2024-2025 post-treatment glioma labels 1 NETC,
+2 SNFH, 3 ET, 4 resection cavity: each case also gets a cavity (fluid: dark on FLAIR, T1 and
+T1c, bright on T2) next to its tumour. Each case: a skull-stripped, smoothly irregular ellipsoidal brain (white
 and grey matter, two ventricles) and one tumour (necrotic core inside an enhancing rim inside
 edema) of random position, size and shape. The modalities carry different evidence as in BraTS:
 FLAIR and T2 show the edema bright (T2 also CSF), T1c shows a bright enhancing rim around a dark
@@ -21,23 +24,25 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
 from dataset_conversion.errors import ConversionError
-from dataset_conversion.layouts import LAYOUT_2020
+from dataset_conversion.layouts import LAYOUT_2020, get_layout
 from nnunet_prism.modalities import BRATS_MODALITIES
 
 FILE_KEYS = LAYOUT_2020.image_keys  # flair, t1, t1ce, t2 (channel order FLAIR, T1, T1c, T2)
 _KEY_BY_NAME = {**{k: k for k in FILE_KEYS}, **{n.lower(): k for n, k in zip(BRATS_MODALITIES, FILE_KEYS)}}
 
 # tissue classes of the label-free ground truth
-BACKGROUND, WHITE, GREY, CSF, EDEMA, ENHANCING, NECROSIS = range(7)
+BACKGROUND, WHITE, GREY, CSF, EDEMA, ENHANCING, NECROSIS, CAVITY = range(8)
 #: mean intensity per tissue (order above) and modality, before texture, bias, noise and scale
 TISSUE_MEANS = {
-    "flair": (0.0, 0.45, 0.55, 0.12, 1.00, 0.85, 0.60),
-    "t1":    (0.0, 0.75, 0.55, 0.20, 0.62, 0.60, 0.45),
-    "t1ce":  (0.0, 0.75, 0.55, 0.20, 0.60, 1.30, 0.25),
-    "t2":    (0.0, 0.35, 0.50, 1.00, 0.85, 0.70, 0.90),
+    "flair": (0.0, 0.45, 0.55, 0.12, 1.00, 0.85, 0.60, 0.08),
+    "t1":    (0.0, 0.75, 0.55, 0.20, 0.62, 0.60, 0.45, 0.12),
+    "t1ce":  (0.0, 0.75, 0.55, 0.20, 0.60, 1.30, 0.25, 0.12),
+    "t2":    (0.0, 0.35, 0.50, 1.00, 0.85, 0.70, 0.90, 1.05),
 }
-#: BraTS 2020 label of each tissue class
-TISSUE_TO_BRATS = np.array([0, 0, 0, 0, 2, 4, 1], dtype=np.uint8)
+#: nnU-Net label of each tissue class (0 bg, 1 edema, 2 necrosis, 3 enhancing, 4 resection cavity)
+TISSUE_TO_NNUNET = np.array([0, 0, 0, 0, 1, 3, 2, 4], dtype=np.uint8)
+#: BraTS 2020 label of each tissue class (no cavity in that set)
+TISSUE_TO_BRATS = np.array([0, 0, 0, 0, 2, 4, 1, 0], dtype=np.uint8)
 
 
 def _norm(vectors: np.ndarray) -> np.ndarray:
@@ -121,11 +126,27 @@ def _modality_image(tissue: np.ndarray, unit: np.ndarray, means: Sequence[float]
     return np.where(brain, np.rint(image), 0).astype(np.int16)
 
 
-def synthesize_case(shape: Tuple[int, int, int], rng: np.random.Generator) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """({file key: int16 image (*shape)}, BraTS 2020 labels (*shape) uint8) for one case."""
+def _add_cavity(tissue: np.ndarray, rng: np.random.Generator) -> None:
+    """Paint a resection cavity (a ball about the tumour's size) beside the tumour, inside the brain."""
+    tumour = np.argwhere(np.isin(tissue, (EDEMA, ENHANCING, NECROSIS)))
+    centre = tumour.mean(axis=0)
+    radius = max(2.0, 0.6 * (len(tumour) * 3 / (4 * np.pi)) ** (1 / 3))
+    direction = rng.normal(size=3)
+    centre = centre + direction / np.linalg.norm(direction) * radius * 1.3
+    grid = np.indices(tissue.shape).astype(np.float32)
+    inside = _norm(grid - centre[:, None, None, None]) < radius
+    tissue[inside & (tissue != BACKGROUND)] = CAVITY
+
+
+def synthesize_case(shape: Tuple[int, int, int], rng: np.random.Generator,
+                    cavity: bool = False) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """({file key: int16 image (*shape)}, tissue classes (*shape) uint8) for one case; file keys
+    of the 2020 layout. ``cavity``: add a resection cavity beside the tumour."""
     tissue, unit = _tissue_map(rng, shape)
+    if cavity:
+        _add_cavity(tissue, rng)
     images = {key: _modality_image(tissue, unit, TISSUE_MEANS[key], rng) for key in FILE_KEYS}
-    return images, TISSUE_TO_BRATS[tissue]
+    return images, tissue
 
 
 def _drop_keys(drop_files: Optional[Mapping[int, Sequence[str]]], num_cases: int) -> Dict[int, set]:
@@ -151,8 +172,12 @@ def _write(array: np.ndarray, path: Path, spacing_xyz: Sequence[float], origin: 
 def generate_synthetic_brats(out_dir: Union[str, os.PathLike], num_cases: int = 10,
                              shape: Sequence[int] = (48, 48, 48), seed: int = 0, prefix: str = "SynBraTS",
                              labelled: bool = True, spacing: Union[float, Sequence[float]] = 1.0,
-                             drop_files: Optional[Mapping[int, Sequence[str]]] = None) -> List[str]:
+                             drop_files: Optional[Mapping[int, Sequence[str]]] = None,
+                             layout: str = "2020") -> List[str]:
     """Write ``num_cases`` cases ``<prefix>_000, ...`` into ``out_dir`` (BraTS 2020 layout); return their ids.
+
+    ``layout="2024"``: the 2024-2025 post-treatment glioma layout, ids ``<prefix>-00000-100, ...``
+    (``prefix`` defaults to BraTS-GLI there), labels 1 NETC, 2 SNFH, 3 ET, 4 resection cavity.
 
     ``shape`` and ``spacing`` (mm) in array order (z, y, x); each side >= 16. ``labelled=False``
     writes no seg files. ``drop_files``: {case index: modalities (``flair``/``FLAIR``, ``t1ce``/``T1c``,
@@ -167,13 +192,23 @@ def generate_synthetic_brats(out_dir: Union[str, os.PathLike], num_cases: int = 
     if int(seed) < 0 or int(num_cases) < 0:
         raise ConversionError(f"seed and number of cases must be >= 0, got seed {seed}, {num_cases} cases.")
     dropped = _drop_keys(drop_files, num_cases)
+    target = get_layout(layout)
+    if target.name not in ("2020", "2024"):
+        raise ConversionError(f"phantoms are written in the 2020 or the 2024 layout, not '{layout}'.")
+    post_treatment = target.name == "2024"
+    if post_treatment and prefix == "SynBraTS":
+        prefix = "BraTS-GLI"
+    to_brats = np.zeros(TISSUE_TO_NNUNET.max() + 1, dtype=np.uint8)
+    for brats, nnunet in target.to_nnunet.items():
+        to_brats[nnunet] = brats
 
     out_dir = Path(out_dir)
     case_ids = []
     for index in range(num_cases):
         rng = np.random.default_rng([int(seed), index])
-        case_id = f"{prefix}_{index:03d}"
-        images, seg = synthesize_case(shape, rng)
+        case_id = f"{prefix}-{index:05d}-100" if post_treatment else f"{prefix}_{index:03d}"
+        images, tissue = synthesize_case(shape, rng, cavity=post_treatment)
+        seg = to_brats[TISSUE_TO_NNUNET[tissue]] if post_treatment else TISSUE_TO_BRATS[tissue]
         spacing_xyz = spacing_zyx[::-1]
         origin = -np.array(shape[::-1]) * spacing_xyz / 2 + np.round(rng.uniform(-8, 8, 3), 2)
         folder = out_dir / case_id
@@ -181,8 +216,9 @@ def generate_synthetic_brats(out_dir: Union[str, os.PathLike], num_cases: int = 
         outputs = {key: images[key] for key in FILE_KEYS if key not in dropped.get(index, ())}
         if labelled:
             outputs["seg"] = seg
+        names = dict(zip(FILE_KEYS + ("seg",), target.image_keys + (target.seg_key,)))
         for key in FILE_KEYS + ("seg",):
-            path = folder / LAYOUT_2020.file_name(case_id, key)
+            path = folder / target.file_name(case_id, names[key])
             if key in outputs:
                 _write(outputs[key], path, spacing_xyz, origin)
             elif path.exists():  # stale file from an earlier run into the same folder

@@ -56,9 +56,10 @@ def _read_array(path: Path, case_id: str) -> np.ndarray:
         raise ConversionError(f"case '{case_id}': cannot read {path} as an image.") from None
 
 
-def check_case(case: SourceCase, layout: BratsLayout) -> Tuple[bool, ...]:
-    """Validate ``case``; return per channel whether the modality is really present (file there and
-    not all zero). Raises ConversionError with one sentence naming the case and file."""
+def check_case(case: SourceCase, layout: BratsLayout) -> Tuple[Tuple[bool, ...], Tuple[int, ...]]:
+    """Validate ``case``; return (per channel whether the modality is really present (file there
+    and not all zero), the label values its label file holds (empty without one)). Raises
+    ConversionError with one sentence naming the case and file."""
     present = case.present_files
     ref_path = present[0]
     ref = read_geometry(ref_path, case.case_id)
@@ -75,7 +76,9 @@ def check_case(case: SourceCase, layout: BratsLayout) -> Tuple[bool, ...]:
     if not any(available):
         raise ConversionError(f"case '{case.case_id}': every modality file in {case.folder} is all zero.")
 
+    values: Tuple[int, ...] = ()
     if case.seg is not None:
-        brats_to_nnunet(_read_array(case.seg, case.case_id), layout,
-                        f"case '{case.case_id}': label file {case.seg.name}")
-    return tuple(available)
+        seg = _read_array(case.seg, case.case_id)
+        brats_to_nnunet(seg, layout, f"case '{case.case_id}': label file {case.seg.name}")
+        values = tuple(int(v) for v in np.unique(seg))
+    return tuple(available), values

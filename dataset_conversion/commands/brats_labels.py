@@ -1,12 +1,15 @@
 """``brats-labels``: nnU-Net predictions (0/1/2/3) -> BraTS label convention."""
 from dataset_conversion.labels import brats_predictions_to_original
+from dataset_conversion.layouts import LAYOUT_CHOICES
 
 
 def add_arguments(parser):
     parser.add_argument("-i", "--input", required=True, help="folder of nnU-Net predictions (.nii.gz)")
     parser.add_argument("-o", "--output", required=True, help="folder for the converted files")
-    parser.add_argument("--layout", required=True, choices=["2018", "2019", "2020", "2021", "2023"],
-                        help="BraTS release: 2018-2021 write 1/2/4, 2023 writes 1/2/3")
+    parser.add_argument("--layout", required=True, choices=LAYOUT_CHOICES,
+                        help="BraTS release or task the dataset was converted from (its dataset.json's brats_layout): "
+                             "2018-2021 write 1/2/4, 2023 1/2/3, 2024/2025 1/2/3/4 (4 = resection cavity), "
+                             "met, ped, men their own labels")
     parser.add_argument("--et-min-voxels", type=int, default=0, metavar="N",
                         help="relabel a predicted enhancing tumour of fewer than N voxels as necrosis "
                              "(RFNet/mmFormer post-processing uses 500); 0 = off")

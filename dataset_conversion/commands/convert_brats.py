@@ -4,9 +4,10 @@ import json
 import numpy as np
 
 from dataset_conversion.brats import convert_brats
+from dataset_conversion.layouts import LAYOUT_CHOICES as RELEASES, get_layout
 from nnunet_prism.modalities import AVAILABILITY_KEY, BRATS_MODALITIES, missing_rates, parse_rates
 
-LAYOUT_CHOICES = ["auto", "2018", "2019", "2020", "2021", "2023"]
+LAYOUT_CHOICES = ["auto", *RELEASES]
 
 
 def add_arguments(parser):
@@ -20,7 +21,9 @@ def add_arguments(parser):
     parser.add_argument("--label-based", action="store_true",
                         help="plain labels edema/necrosis/enhancing instead of BraTS regions")
     parser.add_argument("--layout", default="auto", choices=LAYOUT_CHOICES,
-                        help="BraTS file layout (2018-2021 share one; default: detect)")
+                        help="BraTS release or task: 2018-2021 (labels 1/2/4), 2023 glioma (1/2/3), 2024 or 2025 "
+                             "post-treatment glioma (4 = resection cavity), met, ped, men (default: detect from "
+                             "file names, case ids and label values)")
     parser.add_argument("--require-labels", action="store_true",
                         help="every case must have a seg file (default: folders without any go to imagesTs)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
@@ -35,8 +38,10 @@ def run(args):
                            overwrite=args.overwrite, num_workers=args.num_workers,
                            require_labels=True if args.require_labels else None)
     content = json.loads((folder / "dataset.json").read_text())
+    layout = get_layout(content["brats_layout"])
     print(f"wrote {folder}: {content['numTraining']} training and {content['numTest']} test cases "
-          f"(BraTS {content['brats_layout']} layout)")
+          f"(BraTS {layout.name} layout: {layout.title}; regions or labels: "
+          f"{', '.join(k for k in content['labels'] if k != 'background')})")
     record = content[AVAILABILITY_KEY]
     train = sorted(p.name[:-len(".nii.gz")] for p in (folder / "labelsTr").glob("*.nii.gz"))
     if train:

@@ -1,4 +1,4 @@
-"""``make-phantom``: write synthetic BraTS-like phantom cases (BraTS 2020 layout).
+"""``make-phantom``: write synthetic BraTS-like phantom cases (BraTS 2020 layout, or 2024 with a resection cavity).
 
 ``synthetic`` is a deprecated alias of this command (not to be confused with ``m2dn``, which
 synthesises absent modality files with a diffusion model)."""
@@ -26,6 +26,9 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="same seed, identical files")
     parser.add_argument("--prefix", default="SynBraTS", help="case ids are PREFIX_000, PREFIX_001, ...")
     parser.add_argument("--unlabelled", action="store_true", help="write no seg files (a test set)")
+    parser.add_argument("--layout", default="2020", choices=["2020", "2024"],
+                        help="2020: BraTS 2018-2021 files and labels; 2024: the 2024-2025 post-treatment glioma "
+                             "layout with a resection cavity (label 4) in every case")
     parser.add_argument("--drop", action="append", metavar="CASE:MODS",
                         help="leave out modality files, e.g. --drop 3:t1ce,t2 (repeatable)")
 
@@ -33,6 +36,7 @@ def add_arguments(parser):
 def run(args):
     ids = generate_synthetic_brats(args.output, num_cases=args.num_cases, shape=tuple(args.shape),
                                    seed=args.seed, prefix=args.prefix, labelled=not args.unlabelled,
-                                   spacing=tuple(args.spacing), drop_files=_parse_drop(args.drop))
+                                   spacing=tuple(args.spacing), drop_files=_parse_drop(args.drop),
+                                   layout=args.layout)
     print(f"wrote {len(ids)} phantom cases to {args.output}")
     return 0

@@ -58,6 +58,7 @@ BRATS_SHORT_NAMES: Dict[str, str] = {
     "whole tumor": "WT", "whole tumour": "WT",
     "tumor core": "TC", "tumour core": "TC",
     "enhancing tumor": "ET", "enhancing tumour": "ET",
+    "resection cavity": "RC", "cystic component": "CC",
 }
 
 

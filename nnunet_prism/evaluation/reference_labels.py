@@ -60,6 +60,11 @@ def check_label_values(seg: np.ndarray, path: os.PathLike, dataset_json: Mapping
         raise EvaluationError(f"{path}: labels {_listed(sorted(present))} are in the BraTS convention (4 = enhancing "
                               f"tumour), but this dataset's labels are {_listed(sorted(allowed))}; convert the BraTS "
                               f"case folders with '{CONVERT_COMMAND}' (it writes labels 0/1/2/3)")
+    if 4 in unknown and present <= BRATS_VALUES | {3}:
+        raise EvaluationError(f"{path}: label 4 is not in this dataset's labels ({_listed(sorted(allowed))}); in "
+                              f"BraTS 2024-2025 glioma and metastasis files 4 is the resection cavity: convert the "
+                              f"case folders with '{CONVERT_COMMAND} --layout 2024' (or met), which keeps it as a "
+                              f"region of its own")
     noun = "value" if len(unknown) == 1 else "values"
     raise EvaluationError(f"{path}: label {noun} {_listed(unknown)} not in dataset.json's labels "
                           f"({_listed(sorted(allowed))}); it would be scored as background")
