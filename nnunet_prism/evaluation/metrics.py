@@ -50,8 +50,12 @@ METRICS: Tuple[str, ...] = ("Dice", "HD95")
 #: BraTS 2023 lesion-wise metrics (``evaluation/lesionwise.py``), computed on request.
 LESION_METRICS: Tuple[str, ...] = ("LesionDice", "LesionHD95")
 
-#: Every metric ``nnunet_prism evaluate --metrics`` accepts, in table order.
-AVAILABLE_METRICS: Tuple[str, ...] = METRICS + LESION_METRICS
+#: Normalised surface Dice (``nsd``), computed on request.
+SURFACE_METRICS: Tuple[str, ...] = ("NSD",)
+
+#: Every metric ``nnunet_prism evaluate --metrics`` accepts, in table order (``brats2025`` adds the
+#: official BraTS 2025 columns of ``evaluation/brats2025.py``).
+AVAILABLE_METRICS: Tuple[str, ...] = METRICS + SURFACE_METRICS + LESION_METRICS
 
 #: Short column names for the BraTS regions as nnU-Net's BraTS conversion names them.
 BRATS_SHORT_NAMES: Dict[str, str] = {
@@ -194,6 +198,28 @@ def surface_distances(mask_a: np.ndarray, mask_b: np.ndarray, spacing=None) -> T
     return dist_to_b[surf_a], dist_to_a[surf_b]
 
 
+def nsd_tolerance(spacing, ndim: int) -> float:
+    """The NSD tolerance in mm: the smallest voxel spacing (1 mm for BraTS), panoptica's default."""
+    return float(np.min(_spacing(spacing, ndim)))
+
+
+def nsd(mask_ref: np.ndarray, mask_pred: np.ndarray, spacing=None, tolerance: Optional[float] = None,
+        both_empty: float = float("nan")) -> float:
+    """Normalised surface Dice (Nikolov et al., JMIR 2021): the share of both surfaces (surface
+    voxels as for HD95, pooled) that lies within ``tolerance`` mm of the other surface;
+    ``tolerance`` None: ``nsd_tolerance``. 0 when exactly one mask is empty, ``both_empty`` (NaN,
+    or 1 in the BraTS convention) when both are. panoptica's NSD instead averages the two directed
+    shares; they agree when both surfaces have as many voxels."""
+    ref, pred = np.asarray(mask_ref, bool), np.asarray(mask_pred, bool)
+    if not ref.any() and not pred.any():
+        return float(both_empty)
+    if not ref.any() or not pred.any():
+        return 0.0
+    tau = nsd_tolerance(spacing, ref.ndim) if tolerance is None else float(tolerance)
+    d_pred, d_ref = surface_distances(pred, ref, spacing)
+    return float(((d_pred <= tau).sum() + (d_ref <= tau).sum()) / (d_pred.size + d_ref.size))
+
+
 def hd95(mask_ref: np.ndarray, mask_pred: np.ndarray, spacing=None,
          both_empty: float = float("nan"), one_empty: Union[str, float] = "diagonal") -> float:
     """Symmetric 95th-percentile Hausdorff distance in mm (medpy's definition: percentile of the
@@ -223,12 +249,13 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, targets: Sequen
                   spacing=None, ignore_label: Optional[int] = None,
                   hd95_both_empty: float = float("nan"),
                   hd95_one_empty: Union[str, float] = "diagonal",
-                  dice_both_empty: float = float("nan")) -> Dict[str, Dict[str, float]]:
-    """Dice and HD95 for every target of one case (empty-mask values: see ``conventions``).
+                  dice_both_empty: float = float("nan"), with_nsd: bool = False) -> Dict[str, Dict[str, float]]:
+    """Dice, HD95 and NSD for every target of one case (empty-mask values: see ``conventions``).
 
     ``reference``/``prediction``: integer label maps of the same shape (2D or 3D); ``spacing``: one
     value per axis in mm (None: 1 mm). Returns ``{short name: {"Dice": float, "HD95": float,
-    "n_ref": int, "n_pred": int}}`` in target order; Dice follows nnU-Net exactly."""
+    "NSD": float, "n_ref": int, "n_pred": int}}`` in target order; Dice follows nnU-Net exactly.
+    NSD is computed only when ``with_nsd``."""
     reference = np.asarray(reference)
     prediction = np.asarray(prediction)
     if reference.shape != prediction.shape:
@@ -249,6 +276,8 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, targets: Sequen
             "n_ref": int(mask_ref.sum()),
             "n_pred": int(mask_pred.sum()),
         }
+        if with_nsd:
+            out[target.short]["NSD"] = nsd(mask_ref, mask_pred, spacing, both_empty=dice_both_empty)
     return out
 
 
@@ -317,7 +346,7 @@ def evaluate_folder(reference_folder: Union[str, Path], prediction_folder: Union
     return results
 
 
-__all__ = ["METRICS", "LESION_METRICS", "AVAILABLE_METRICS", "BRATS_SHORT_NAMES", "EvaluationError", "Target", "short_name",
+__all__ = ["METRICS", "LESION_METRICS", "SURFACE_METRICS", "AVAILABLE_METRICS", "nsd", "nsd_tolerance", "BRATS_SHORT_NAMES", "EvaluationError", "Target", "short_name",
            "label_manager_from_dataset_json", "targets_from_dataset_json", "targets_from_labels", "dice",
            "image_diagonal", "surface_distances", "hd95", "evaluate_case", "read_segmentation",
            "evaluate_case_files", "evaluate_folder"]

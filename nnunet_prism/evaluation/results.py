@@ -35,10 +35,13 @@ from nnunet_prism.evaluation.metrics import METRICS, EvaluationError
 Subset = Tuple[int, ...]
 
 #: Higher is better for these metrics; lower is better for every other one (HD95).
-HIGHER_IS_BETTER = {"Dice": True, "LesionDice": True}
+HIGHER_IS_BETTER = {"Dice": True, "LesionDice": True, "NSD": True, "B25Dice": True, "B25NSD": True,
+                    "B25LesionDice": True, "B25LesionNSD": True}
 
 #: How each metric is shown in tables: scale factor and unit.
-DISPLAY = {"Dice": (100.0, "%"), "HD95": (1.0, "mm"), "LesionDice": (100.0, "%"), "LesionHD95": (1.0, "mm")}
+DISPLAY = {"Dice": (100.0, "%"), "HD95": (1.0, "mm"), "LesionDice": (100.0, "%"), "LesionHD95": (1.0, "mm"),
+           "NSD": (100.0, "%"), "B25Dice": (100.0, "%"), "B25NSD": (100.0, "%"), "B25HD95": (1.0, "mm"),
+           "B25LesionDice": (100.0, "%"), "B25LesionNSD": (100.0, "%"), "B25LesionHD95": (1.0, "mm")}
 
 TEMPLATE_NAMES = {"md": "subset_table.md.tmpl", "tex": "subset_table.tex.tmpl"}
 
@@ -391,6 +394,19 @@ def write_all(results: SubsetResults, output_folder, stem: str = "subsets", titl
 
 # --------------------------------------------------------------------------------- comparison
 
+#: the regions the published missing-modality rows report
+PUBLISHED_REGIONS = ("WT", "TC", "ET")
+
+
+def check_comparable(have: Sequence[str], regions: Sequence[str] = PUBLISHED_REGIONS) -> None:
+    """EvaluationError unless the evaluated regions ``have`` include the published ``regions``
+    (checked before a model is loaded, and again when the comparison is printed)."""
+    missing = [r for r in regions if r not in have]
+    if missing:
+        raise EvaluationError(f"--compare: published numbers are for {', '.join(regions)}; this dataset is "
+                              f"evaluated on {', '.join(have)} (no {', '.join(missing)})")
+
+
 def comparison_text(results: SubsetResults, dataset: Optional[str] = None, label: str = "this run",
                     regions: Sequence[str] = ("WT", "TC", "ET"), convention: Optional[str] = None,
                     et_min_voxels: int = 0) -> str:
@@ -405,10 +421,7 @@ def comparison_text(results: SubsetResults, dataset: Optional[str] = None, label
     from nnunet_prism.evaluation.postprocessing import pp_region_name
     from nnunet_prism.evaluation.published import load_published, rows_convention
 
-    missing = [r for r in regions if r not in results.regions]
-    if missing:
-        raise EvaluationError(f"published numbers are for {', '.join(regions)}; these results have "
-                              f"{', '.join(results.regions)} (no {', '.join(missing)})")
+    check_comparable(results.regions, regions)
     avg = results.average("Dice")
     ours = {r: avg[results.regions.index(r)] for r in regions}
     pp_name = pp_region_name("ET", et_min_voxels) if et_min_voxels else None

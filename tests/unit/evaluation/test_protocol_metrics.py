@@ -148,8 +148,9 @@ def test_scorer_adds_post_processed_et_and_lesion_metrics():
 def test_metric_names_are_checked():
     assert parse_metrics(None) == ["Dice", "HD95"]
     assert parse_metrics(["lesionhd95,Dice"]) == ["Dice", "LesionHD95"]
+    assert parse_metrics(["nsd", "brats2025"])[:2] == ["NSD", "B25Dice"]
     with pytest.raises(EvaluationError, match="unknown metric"):
-        parse_metrics(["NSD"])
+        parse_metrics(["NSD2"])
     with pytest.raises(EvaluationError, match="enhancing"):
         CaseScorer(targets_from_labels({"background": 0, "liver": 1}), et_min_voxels=5,
                    labels={"background": 0, "liver": 1})
@@ -206,3 +207,18 @@ def test_brats_labels_relabels_small_et_before_conversion(tmp_path):
     pp = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "pp" / "case.nii.gz")))
     assert (raw == 4).sum() == 8 and (raw == 1).sum() == 1     # BraTS 2020: ET 4, NCR 1
     assert (pp == 4).sum() == 0 and (pp == 1).sum() == 9 and np.array_equal(pp > 0, raw > 0)
+
+
+# ------------------------------------------------------------------------------------- NSD
+
+def test_nsd_by_hand():
+    from nnunet_prism.evaluation.metrics import nsd
+    ref = box((10, 10, 10), (2, 2, 2), (5, 5, 5)).astype(bool)     # 27 voxels, 26 surface voxels
+    assert nsd(ref, ref) == 1.0
+    shifted = box((10, 10, 10), (4, 2, 2), (7, 5, 5)).astype(bool)  # moved by 2 along axis 0
+    # ref's surface: slab at 2 (9 voxels), ring at 3 (8), slab at 4 (9); the other's: 4, 5, 6.
+    # Distances to the other surface: slab 4 -> 0, ring -> 1, far slab -> 2 mm; so within the
+    # 1 mm tolerance: 17 of 26 on each side
+    assert nsd(ref, shifted) == pytest.approx((26 - 9 + 26 - 9) / 52)
+    assert nsd(ref, shifted, tolerance=2.0) == 1.0
+    assert nsd(ref, np.zeros_like(ref)) == 0.0 and math.isnan(nsd(np.zeros_like(ref), np.zeros_like(ref)))
