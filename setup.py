@@ -71,7 +71,12 @@ setup(
         "scipy",  # k-NN mutual information of the CCH tool (cKDTree, digamma)
         "scikit-image",  # PSNR/SSIM of M2DN synthesis (nnunet_prism synth evaluate)
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        # the official BraTS 2025 numbers (evaluate --metrics brats2025); panoptica pins numpy < 2.3,
+        # pandas < 3 and connected-components-3d < 4, so it is not installed by default
+        "brats2025": ["panoptica==2.1.7"],
+    },
     entry_points={
         "console_scripts": ["nnunet_prism=nnunet_prism.cli:main"],
         # tables of further nnunet_prism subcommands (nnunet_prism.cli): the conversion commands and

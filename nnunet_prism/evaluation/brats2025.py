@@ -11,9 +11,13 @@ NETC = 1, SNFH = 2, RC = 4, TC = 1+3, WT = 1+2+3; the groups of every set are da
 purpose (docs/brats_years.md shows each on hand-made volumes):
 
 - spacing: we hand panoptica the arrays with the spacing in the same axis order (nnU-Net's
-  reader). Given a file path, panoptica reads NIfTI with SimpleITK, whose arrays are (z, y, x)
-  while its spacing is (x, y, z): on anisotropic images the official HD95 and NSD use the wrong
-  axis for each spacing;
+  reader). Given file paths (the official runner), panoptica 2.1.7 pairs an array in (z, y, x)
+  order with a spacing in (x, y, z) order, so on anisotropic images the per-lesion HD95 and NSD
+  use the wrong axis for each spacing; and its global HD95 and NSD ignore the spacing altogether
+  (computed in voxels, the NSD with a tolerance of 0.5 voxel, where the per-lesion NSD uses the
+  smallest spacing, 1 mm on BraTS data). We compute the global HD95 and NSD with panoptica's own
+  metric functions, given the spacing, the NSD with a tolerance of half the smallest spacing: on
+  1 mm isotropic BraTS data this is exactly the official number, elsewhere it is in mm;
 - inf: HD95 is inf when a group is empty on one side only (global) or no lesion matched
   (per lesion). The official parser replaces the global inf by 373 but keeps the per-lesion inf,
   so a mean over cases becomes inf; we write 373 (the BraTS penalty) for both and say so under
@@ -44,6 +48,8 @@ COLUMNS: Dict[str, str] = {"B25Dice": "global_bin_dsc", "B25NSD": "global_bin_ns
 METRIC_NAMES: Tuple[str, ...] = tuple(COLUMNS)
 #: what an inf HD95 becomes (the official parser's value for the global HD95)
 INF_HD95 = 373.0
+#: global NSD tolerance in units of the smallest spacing (the official 0.5 voxel)
+GLOBAL_NSD_TOLERANCE = 0.5
 
 
 def require_panoptica():
@@ -121,17 +127,31 @@ class Brats2025Scorer:
         return out, names
 
     def __call__(self, reference: np.ndarray, prediction: np.ndarray, spacing) -> Dict[str, Dict[str, float]]:
-        results = self.evaluator.evaluate(np.asarray(prediction).astype(np.uint8), np.asarray(reference).astype(np.uint8),
-                                          voxelspacing=tuple(float(s) for s in spacing), verbose=False)
+        reference, prediction = np.asarray(reference).astype(np.uint8), np.asarray(prediction).astype(np.uint8)
+        spacing = tuple(float(s) for s in spacing)
+        results = self.evaluator.evaluate(prediction, reference, voxelspacing=spacing, verbose=False)
         out = {}
         for group, result in results.items():
-            values = {}
-            for column, key in COLUMNS.items():
-                value = getattr(result, key)
-                value = np.nan if value is None else float(value)
-                values[column] = INF_HD95 if np.isinf(value) else value
-            out[group] = values
+            values = {column: getattr(result, key) for column, key in COLUMNS.items()}
+            values.update(self._global_surface(reference, prediction, self.groups[group], spacing))
+            out[group] = {k: INF_HD95 if v is not None and np.isinf(v) else (np.nan if v is None else float(v))
+                          for k, v in values.items()}
         return out
+
+    @staticmethod
+    def _global_surface(reference, prediction, values, spacing) -> Dict[str, float]:
+        """Global HD95 and NSD of one group by panoptica's metric functions, with the spacing
+        (its evaluator computes them without); the empty cases as its edge-case handling."""
+        from panoptica import Metric
+
+        ref, pred = np.isin(reference, values), np.isin(prediction, values)
+        if not ref.any() and not pred.any():
+            return {"B25HD95": np.nan, "B25NSD": np.nan}
+        if not ref.any() or not pred.any():
+            return {"B25HD95": np.inf, "B25NSD": 0.0}
+        return {"B25HD95": float(Metric.HD95(reference_arr=ref, prediction_arr=pred, voxelspacing=spacing)),
+                "B25NSD": float(Metric.NSD(reference_arr=ref, prediction_arr=pred, voxelspacing=spacing,
+                                           threshold=GLOBAL_NSD_TOLERANCE * min(spacing)))}
 
 
 NOTE = (f"B25 columns: the official BraTS 2025 numbers computed by panoptica (global Dice/NSD/HD95 per group; "
