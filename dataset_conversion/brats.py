@@ -2,7 +2,7 @@
 
 Input: the 2018-2021 layout (``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz``, labels 0/1/2/4) or
 the 2023-and-later layout (``<case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz``) with the label set of
-its task (``layouts.LAYOUTS``: 2023 glioma 0/1/2/3; 2024-2025 post-treatment glioma 0-4 with 4
+its task (``nnunet_prism.brats_label_sets.LAYOUTS``: 2023 glioma 0/1/2/3; 2024-2025 post-treatment glioma 0-4 with 4
 the resection cavity; BraTS-MET, -PED, -MEN). With ``layout="auto"`` the file names choose the
 family, the case ids' prefix the task (BraTS-MET/-PED/-MEN), and a glioma label file holding 4
 the 2024 set. Output: ``imagesTr/<case>_{0000..0003}.nii.gz`` in channel order FLAIR, T1, T1c,
@@ -41,7 +41,7 @@ import numpy as np
 from dataset_conversion.availability import check_rates, simulate_availability
 from dataset_conversion.errors import ConversionError
 from dataset_conversion.labels import brats_predictions_to_original, dataset_json_labels  # noqa: F401 (re-export)
-from dataset_conversion.layouts import LAYOUT_2023, LAYOUT_2024, BratsLayout
+from nnunet_prism.brats_label_sets import LAYOUT_2023, LAYOUT_2024, BratsLayout
 from dataset_conversion.sources import SourceCase, find_cases
 from dataset_conversion.staging import (check_apart, check_destination, clean_interrupted, dataset_folder,
                                         raw_root_folder, staged)

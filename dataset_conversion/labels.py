@@ -3,7 +3,7 @@
 nnU-Net side (as in nnU-Net's own BraTS example): 0 background, 1 edema, 2 necrotic /
 non-enhancing core, 3 enhancing tumour, 4 the set's extra class (resection cavity in the 2024
 glioma and metastasis sets, cystic component in the paediatric set); region-based training uses
-the regions of the set's row in ``layouts.LAYOUTS`` (whole tumour {1,2,3}, tumour core {2,3},
+the regions of the set's row in ``nnunet_prism.brats_label_sets.LAYOUTS`` (whole tumour {1,2,3}, tumour core {2,3},
 enhancing tumour {3}, and e.g. resection cavity {4}, disjoint from the others).
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from dataset_conversion.errors import ConversionError, check_complete
-from dataset_conversion.layouts import LAYOUT_2023, BratsLayout, get_layout, label_hint
+from dataset_conversion.layouts import conversion_layout, label_hint
+from nnunet_prism.brats_label_sets import LAYOUT_2023, BratsLayout
 from dataset_conversion.staging import staged_files
 
 
@@ -74,7 +75,7 @@ def brats_predictions_to_original(in_dir: Union[str, os.PathLike], out_dir: Unio
     if str(layout) == "auto":
         raise ConversionError("predictions do not tell their BraTS release; pass the layout the dataset was "
                               "converted with (its dataset.json says 'brats_layout').")
-    brats_layout = get_layout(layout)
+    brats_layout = conversion_layout(layout)
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
     if not in_dir.is_dir():
         raise ConversionError(f"prediction folder {in_dir} does not exist or is not a folder.")

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from dataset_conversion.errors import ConversionError
-from dataset_conversion.layouts import EXTENSIONS, BratsLayout, detect_layout, get_layout
+from dataset_conversion.layouts import conversion_layout, detect_layout
+from nnunet_prism.brats_label_sets import EXTENSIONS, BratsLayout
 
 PathLike = Union[str, os.PathLike]
 
@@ -58,7 +59,7 @@ def _collect_files(folder: Path, layout: BratsLayout) -> Dict[str, Path]:
 
 def _resolve_layout(folders: Sequence[Path], layout: str) -> BratsLayout:
     if layout != "auto":
-        return get_layout(layout)
+        return conversion_layout(layout)
     detected: Dict[str, Path] = {}
     for folder in folders:
         found = detect_layout(folder)
@@ -69,7 +70,7 @@ def _resolve_layout(folders: Sequence[Path], layout: str) -> BratsLayout:
         (a, fa), (b, fb) = list(detected.items())[:2]
         raise ConversionError(f"case '{fa.name}' uses the BraTS {a} layout but case '{fb.name}' uses the "
                               f"{b} layout; convert them separately or choose the layout explicitly.")
-    return get_layout(next(iter(detected)))
+    return conversion_layout(next(iter(detected)))
 
 
 def _no_modality_error(folder: Path, layout: Optional[BratsLayout]) -> ConversionError:

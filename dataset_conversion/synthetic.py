@@ -24,7 +24,8 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
 from dataset_conversion.errors import ConversionError
-from dataset_conversion.layouts import LAYOUT_2020, get_layout
+from dataset_conversion.layouts import conversion_layout
+from nnunet_prism.brats_label_sets import LAYOUT_2020
 from nnunet_prism.modalities import BRATS_MODALITIES
 
 FILE_KEYS = LAYOUT_2020.image_keys  # flair, t1, t1ce, t2 (channel order FLAIR, T1, T1c, T2)
@@ -192,7 +193,7 @@ def generate_synthetic_brats(out_dir: Union[str, os.PathLike], num_cases: int = 
     if int(seed) < 0 or int(num_cases) < 0:
         raise ConversionError(f"seed and number of cases must be >= 0, got seed {seed}, {num_cases} cases.")
     dropped = _drop_keys(drop_files, num_cases)
-    target = get_layout(layout)
+    target = conversion_layout(layout)
     if target.name not in ("2020", "2024"):
         raise ConversionError(f"phantoms are written in the 2020 or the 2024 layout, not '{layout}'.")
     post_treatment = target.name == "2024"

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from dataset_conversion.errors import ConversionError, check_complete
 from dataset_conversion.labels import brats_to_nnunet
-from dataset_conversion.layouts import BratsLayout
+from nnunet_prism.brats_label_sets import BratsLayout
 from dataset_conversion.sources import SourceCase
 from nnunet_prism.evaluation.geometry import Geometry
 

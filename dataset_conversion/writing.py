@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import SimpleITK as sitk
 
 from dataset_conversion.labels import brats_to_nnunet
-from dataset_conversion.layouts import BratsLayout
+from nnunet_prism.brats_label_sets import BratsLayout
 from dataset_conversion.sources import SourceCase
 
 FILE_ENDING = ".nii.gz"

@@ -1,6 +1,6 @@
 """``brats-labels``: nnU-Net predictions (0/1/2/3) -> BraTS label convention."""
 from dataset_conversion.labels import brats_predictions_to_original
-from dataset_conversion.layouts import LAYOUT_CHOICES
+from nnunet_prism.brats_label_sets import LAYOUT_CHOICES
 
 
 def add_arguments(parser):

@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from dataset_conversion.brats import convert_brats
-from dataset_conversion.layouts import LAYOUT_CHOICES as RELEASES, get_layout
+from nnunet_prism.brats_label_sets import LAYOUT_CHOICES as RELEASES, get_layout
 from nnunet_prism.modalities import AVAILABILITY_KEY, BRATS_MODALITIES, missing_rates, parse_rates
 
 LAYOUT_CHOICES = ["auto", *RELEASES]

@@ -5,7 +5,7 @@ panoptica (Kofler et al., github.com/BrainLesion/panoptica, Apache-2.0) with one
 semantic input, connected components as instances, maximal bipartite matching on Dice (threshold
 1e-6), global and per-lesion Dice, NSD and HD95 for the task's label groups (glioma: ET = 3,
 NETC = 1, SNFH = 2, RC = 4, TC = 1+3, WT = 1+2+3; the groups of every set are data, in
-``dataset_conversion.layouts``), and for lesions of a label group without a match: Dice and NSD
+``nnunet_prism.brats_label_sets``), and for lesions of a label group without a match: Dice and NSD
 0, HD95 inf, NaN when neither side has a lesion. We build the same evaluator from those rows
 (panoptica does every computation) and differ from the official package in three places, on
 purpose (docs/brats_years.md shows each on hand-made volumes):
@@ -63,8 +63,7 @@ def require_panoptica():
 
 def layout_of(dataset_json: Mapping):
     """The BraTS label set a dataset was converted from (``brats_layout`` in its dataset.json)."""
-    from dataset_conversion.errors import ConversionError
-    from dataset_conversion.layouts import get_layout
+    from nnunet_prism.brats_label_sets import LabelSetError, get_layout
 
     name = dataset_json.get("brats_layout")
     if name is None:
@@ -72,8 +71,8 @@ def layout_of(dataset_json: Mapping):
                               f"'brats_layout' (datasets converted with 'nnunet_prism convert-brats' have it)")
     try:
         return get_layout(name)
-    except ConversionError as e:
-        raise EvaluationError(str(e)) from None
+    except LabelSetError as e:
+        raise EvaluationError(f"dataset.json's 'brats_layout': {e}") from None
 
 
 def official_evaluator(groups: Mapping[str, Tuple[int, ...]]):

@@ -24,7 +24,7 @@ HD95 per lesion is the challenge's robust Hausdorff distance: the larger of the 
 percentiles of surface distances, each surface element weighted by its area
 (``surface_elements.robust_hausdorff``, the surface-distance definition the reference code uses).
 The BraTS 2023 tasks differ only in ``dilation`` and ``min_volume`` (GLI, SSA, PED: 3 and
-50 mm^3; MEN: 1 and 50; MET: 1 and 2); ``dataset_conversion.label_sets`` holds them per set.
+50 mm^3; MEN: 1 and 50; MET: 1 and 2); ``nnunet_prism.brats_label_sets`` holds them per set.
 """
 from __future__ import annotations
 

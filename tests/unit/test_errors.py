@@ -11,6 +11,7 @@ import pytest
 from dataset_conversion.errors import ConversionError
 from helpers.paths import REPOSITORY
 from nnunet_prism import errors
+from nnunet_prism.brats_label_sets import LabelSetError
 from nnunet_prism.cch.criterion import CCHTableError
 from nnunet_prism.cch.estimators import MIError
 from nnunet_prism.errors import EvaluationError, MissingFileError, NnunetPrismError, SetupError
@@ -25,7 +26,7 @@ from nnunet_prism.training.hyperparameters import HyperparameterError
     (ModalityError, ValueError), (HyperparameterError, ValueError), (EvaluationError, ValueError),
     (ProtocolError, EvaluationError), (IncompleteImageError, ValueError), (ConversionError, ValueError),
     (CCHTableError, ValueError), (MIError, ValueError), (SetupError, ValueError),
-    (MissingFileError, FileNotFoundError), (PipelineError, RuntimeError)])
+    (MissingFileError, FileNotFoundError), (PipelineError, RuntimeError), (LabelSetError, ValueError)])
 def test_every_user_error_derives_from_the_base_and_keeps_what_callers_catch(error, also):
     assert issubclass(error, NnunetPrismError) and issubclass(error, also)
 
