@@ -151,7 +151,8 @@ def _predictions_dataset_json(args) -> dict:
 def _run_predictions(args):
     from nnunet_prism.evaluation.metrics import _reader_writer
     from nnunet_prism.evaluation.prediction_folders import prediction_cases, score_cases
-    from nnunet_prism.inference.absent_modalities import check_output_outside
+    from nnunet_prism.inference.absent_modalities import check_output_outside, group_case_files
+    from nnunet_prism.modalities import modality_names
 
     if not args.labels:
         raise EvaluationError("--predictions needs -l LABELS: the reference label of every case")
@@ -166,7 +167,11 @@ def _run_predictions(args):
     ending = dataset_json["file_ending"]
     example = next(Path(args.labels).glob(f"*{ending}"), None) if Path(args.labels).is_dir() else None
     reader_writer = _reader_writer(dataset_json, str(example or f"x{ending}"))
-    cases, source = prediction_cases(args.predictions, args.labels, dataset_json, reader_writer, args.images)
+    image_files = None
+    if args.images:
+        image_files = group_case_files(args.images, ending, len(modality_names(dataset_json)))
+    cases, source = prediction_cases(args.predictions, args.labels, dataset_json, reader_writer, args.images,
+                                     image_files)
     results = score_cases(cases, dataset_json, reader_writer, scorer)
     name = Path(args.predictions).resolve().name
     title = f"{name} ({dataset_json.get('name', 'predictions')})"

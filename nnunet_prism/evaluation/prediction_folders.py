@@ -6,7 +6,8 @@ tool's. Each case is scored under the modality subset it was predicted from, so 
 gets its per-subset table; where that subset comes from, first that applies:
 
 1. ``--images``: the folder the segmentations were predicted from (a file that is absent or all
-   zero is an absent modality);
+   zero is an absent modality), its files grouped by case by the command
+   (``inference.absent_modalities.group_case_files``: this package knows no inference);
 2. ``modalities_used.json`` in the predictions folder (written by ``nnunet_prism predict``);
 3. the dataset's availability record (``-d``: ``modality_availability`` in its dataset.json).
 
@@ -25,7 +26,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from nnunet_prism.evaluation.metrics import EvaluationError, read_segmentation
+from nnunet_prism.errors import EvaluationError, MissingFileError
+from nnunet_prism.evaluation.metrics import read_segmentation
 from nnunet_prism.evaluation.reference_labels import check_label_values, read_reference_label
 from nnunet_prism.evaluation.results import SubsetResults
 from nnunet_prism.image_io import check_nifti_complete
@@ -45,7 +47,7 @@ class ScoredCase:
 
 def _segmentations(folder: Path, ending: str, what: str) -> Dict[str, Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{what} folder {folder} does not exist")
+        raise MissingFileError(f"{what} folder {folder} does not exist")
     found = {p.name[:-len(ending)]: p for p in sorted(folder.iterdir()) if p.name.endswith(ending) and p.is_file()}
     if not found:
         raise EvaluationError(f"no '*{ending}' files in the {what} folder {folder}")
@@ -71,15 +73,16 @@ def _more(cases: List[str]) -> str:
 
 
 def availability_of(cases: List[str], dataset_json: Mapping, predictions: Path,
-                    images: Optional[os.PathLike] = None) -> Tuple[np.ndarray, str]:
+                    images: Optional[os.PathLike] = None,
+                    image_files: Optional[Mapping[str, Mapping[int, Path]]] = None) -> Tuple[np.ndarray, str]:
     """(N, M) bool availability of ``cases`` and a phrase naming where it came from (see the
-    module docstring for the order); a case the chosen source does not know is an error."""
+    module docstring for the order); a case the chosen source does not know is an error.
+    ``image_files``: {case: {channel: file}} of the folder ``images``."""
     names = modality_names(dataset_json)
     if images is not None:
         from nnunet_prism.availability import image_has_signal
-        from nnunet_prism.inference.absent_modalities import group_case_files
 
-        files = group_case_files(images, dataset_json["file_ending"], len(names))
+        files = image_files or {}
         unknown = [c for c in cases if c not in files]
         if unknown:
             raise EvaluationError(f"case '{unknown[0]}': no image file {unknown[0]}_XXXX"
@@ -115,12 +118,13 @@ def availability_of(cases: List[str], dataset_json: Mapping, predictions: Path,
 
 
 def prediction_cases(predictions: os.PathLike, labels: os.PathLike, dataset_json: Mapping, reader_writer,
-                     images: Optional[os.PathLike] = None) -> Tuple[List[ScoredCase], str]:
+                     images: Optional[os.PathLike] = None,
+                     image_files: Optional[Mapping[str, Mapping[int, Path]]] = None) -> Tuple[List[ScoredCase], str]:
     """Every case of the two folders, checked (pairs, subset source, grids, label values of both
-    sides), and where the subsets came from."""
+    sides), and where the subsets came from (``images``, ``image_files``: see ``availability_of``)."""
     predictions, labels = Path(predictions), Path(labels)
     pairs = pair_cases(predictions, labels, dataset_json["file_ending"])
-    available, source = availability_of([c for c, _, _ in pairs], dataset_json, predictions, images)
+    available, source = availability_of([c for c, _, _ in pairs], dataset_json, predictions, images, image_files)
     cases = []
     for (case, pred, ref), row in zip(pairs, available):
         if not row.any():

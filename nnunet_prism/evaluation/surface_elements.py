@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from functools import lru_cache
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 from scipy import ndimage
