@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import SHORT_SCHEDULE, cli, nnunet_env
 from dataset_conversion.brats import convert_brats
 from dataset_conversion.synthetic import generate_synthetic_brats
+from helpers.cli import cli
+from helpers.datasets import SHORT_SCHEDULE, PreparedDataset, nnunet_env
 from nnunet_prism import pipeline
 from nnunet_prism.evaluation.results import SubsetResults
 
@@ -81,9 +82,8 @@ def test_brats2024_glioma_with_resection_cavity_end_to_end(tmp_path):
     assert r.returncode == 0 and "BraTS 2024 layout" in r.stdout, r.stdout + r.stderr
     tests = convert_brats([test_source], 982, "Post2024Test", raw_root=workdir / "raw_test")
     pipeline.plan_and_preprocess(981, env, echo=False, log_file=workdir / "plan.log")
-    train_env = pipeline.nnunet_environment(workdir, SHORT_SCHEDULE, base=env)
-    train_env.pop("nnUNet_extTrainer", None)
-    train_env["nnUNet_n_proc_DA"] = "0"
+    train_env = PreparedDataset(workdir, 981, workdir / "nnUNet_raw" / "Dataset981_Post2024", env).train_env(
+        **SHORT_SCHEDULE)
     pipeline.train(981, "3d_fullres", 0, "nnUNetTrainerModalityDropout", train_env, echo=False,
                    log_file=workdir / "train.log")
 

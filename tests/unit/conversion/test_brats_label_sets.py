@@ -9,8 +9,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from dataset_conversion.cli import main
-from dataset_conversion.layouts import LAYOUTS
-from input_checks_helpers import hashes
+from helpers.input_checks import hashes
+from nnunet_prism.brats_label_sets import LAYOUTS
 
 SHAPE = ["20", "20", "20"]
 

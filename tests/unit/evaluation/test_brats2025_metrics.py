@@ -12,8 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 from dataset_conversion.labels import dataset_json_labels
-from dataset_conversion.layouts import LAYOUT_2024
-from input_checks_helpers import hashes
+from helpers.input_checks import hashes, run_cli, write_image
+from nnunet_prism.brats_label_sets import LAYOUT_2024
 from nnunet_prism.evaluation.metrics import targets_from_dataset_json
 from nnunet_prism.evaluation.scoring import CaseScorer
 
@@ -126,7 +126,6 @@ def test_missing_extra_is_named_in_one_line(tmp_path, capsys):
         pytest.skip("panoptica is installed here")
     except ImportError:
         pass
-    from input_checks_helpers import run_cli, write_image
     preds, labels = tmp_path / "preds", tmp_path / "labels"
     preds.mkdir(), labels.mkdir()
     (preds / "dataset.json").write_text(json.dumps(DATASET))

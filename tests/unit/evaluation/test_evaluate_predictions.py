@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dataset_conversion.labels import dataset_json_labels
-from input_checks_helpers import (CONFIGURATION, DATASET_ID, TRAINER, assert_one_line_error, fake_model, hashes,
+from helpers.input_checks import (CONFIGURATION, DATASET_ID, TRAINER, assert_one_line_error, fake_model, hashes,
                                   run_cli, signal, use_results, write_image)
 from nnunet_prism.evaluation.results import SubsetResults
 
