@@ -141,6 +141,8 @@ def _predictions_dataset_json(args) -> dict:
             raise MissingFileError(f"{path} not found: -d names a dataset whose raw folder (nnUNet_raw) "
                                     f"holds no dataset.json")
     else:
+        if not Path(args.predictions).is_dir():
+            raise MissingFileError(f"--predictions folder {args.predictions} does not exist")
         path = Path(args.predictions) / "dataset.json"
         if not path.is_file():
             raise MissingFileError(f"{path} not found (nnUNetv2_predict and nnUNetv2_ensemble write it): give "

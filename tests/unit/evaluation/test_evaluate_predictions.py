@@ -119,6 +119,12 @@ def test_a_prediction_in_the_brats_convention_is_refused(folders, capsys):
     _refused(capsys, folders, [str(preds / "c.nii.gz"), "BraTS convention"])
 
 
+def test_a_label_with_a_resection_cavity_on_a_2023_dataset_names_the_route(folders, capsys):
+    _, labels, _ = folders
+    write_image(labels / "b.nii.gz", seg([1, 2, 3, 4]), dtype=np.uint8)      # a BraTS 2024 label file
+    _refused(capsys, folders, [str(labels / "b.nii.gz"), "label 4", "resection cavity", "--layout 2024"])
+
+
 def test_a_case_missing_from_modalities_used_is_refused(folders, capsys):
     preds, _, _ = folders
     used = json.loads((preds / "modalities_used.json").read_text())
@@ -131,6 +137,14 @@ def test_no_source_of_subsets_is_refused(folders, capsys):
     preds, _, _ = folders
     (preds / "modalities_used.json").unlink()
     _refused(capsys, folders, ["cannot tell which modalities", "--images", "-d"])
+
+
+def test_a_predictions_folder_that_does_not_exist_is_refused(folders, capsys, tmp_path):
+    _, labels, out = folders
+    before = hashes(labels, out)
+    code, _, err = run_cli(capsys, "evaluate", "--predictions", tmp_path / "nowhere", "-l", labels, "-o", out)
+    assert_one_line_error(code, err, "evaluate", "--predictions folder", str(tmp_path / "nowhere"), "does not exist")
+    assert hashes(labels, out) == before
 
 
 def test_output_inside_the_predictions_is_refused(folders, capsys):
