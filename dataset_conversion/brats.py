@@ -16,8 +16,8 @@ T2, ``labelsTr/<case>.nii.gz`` with 0 background, 1 edema, 2 necrosis / non-enha
 - ``modality_availability`` (``nnunet_prism.modalities.AVAILABILITY_KEY``): ``{case: [0/1] * 4}``
   for every case, training and test alike (case ids are unique, so one dict serves both);
   0 where the modality file is absent, all zero, or removed by the simulated missingness;
-- ``numTest``, ``brats_layout`` (the set: "2020", "2023", "2024", "met", "ped", "men") and, when simulating, ``missing_simulation``
-  ``{"rates": [...], "seed": S}``.
+- ``numTest``, ``brats_layout`` (the set: "2020", "2023", "2024", "met", "ped", "men") and, when
+  simulating, ``missing_simulation`` ``{"rates": [...], "seed": S}``.
 
 A modality that is absent (in the source or by simulation) is written as an all-zero image on
 the case's voxel grid, so nnU-Net's own tools accept the set. Every case is validated before

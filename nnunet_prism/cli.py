@@ -34,7 +34,8 @@ Table = Mapping[str, Tuple[str, str]]
 SUBCOMMANDS: Table = {
     "train": ("nnunet_prism.commands.train", "nnUNetv2_train with our trainers and --hp overrides"),
     "predict": ("nnunet_prism.commands.predict", "nnUNetv2_predict on a folder where some modality files are absent"),
-    "evaluate": ("nnunet_prism.commands.evaluate", "Dice, HD95 and more per modality subset, of a model or a prediction folder: tables and heatmap"),
+    "evaluate": ("nnunet_prism.commands.evaluate",
+                 "Dice, HD95 and more per modality subset, of a model or a prediction folder: tables and heatmap"),
     "record-availability": ("nnunet_prism.commands.record_availability",
                             "write which modalities each case has (all-zero image = absent) into dataset.json"),
     "env": ("nnunet_prism.commands.env", "print the export line that registers our trainers with nnU-Net"),

@@ -346,7 +346,8 @@ def evaluate_folder(reference_folder: Union[str, Path], prediction_folder: Union
     return results
 
 
-__all__ = ["METRICS", "LESION_METRICS", "SURFACE_METRICS", "AVAILABLE_METRICS", "nsd", "nsd_tolerance", "BRATS_SHORT_NAMES", "EvaluationError", "Target", "short_name",
+__all__ = ["METRICS", "LESION_METRICS", "SURFACE_METRICS", "AVAILABLE_METRICS", "nsd", "nsd_tolerance",
+           "BRATS_SHORT_NAMES", "EvaluationError", "Target", "short_name",
            "label_manager_from_dataset_json", "targets_from_dataset_json", "targets_from_labels", "dice",
            "image_diagonal", "surface_distances", "hd95", "evaluate_case", "read_segmentation",
            "evaluate_case_files", "evaluate_folder"]

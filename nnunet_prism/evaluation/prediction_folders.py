@@ -69,7 +69,9 @@ def pair_cases(predictions: Path, labels: Path, ending: str) -> List[Tuple[str, 
 
 
 def _more(cases: List[str]) -> str:
-    return f" ({len(cases) - 1} more: {', '.join(cases[1:4])}{', ...' if len(cases) > 4 else ''})" if len(cases) > 1 else ""
+    if len(cases) < 2:
+        return ""
+    return f" ({len(cases) - 1} more: {', '.join(cases[1:4])}{', ...' if len(cases) > 4 else ''})"
 
 
 def availability_of(cases: List[str], dataset_json: Mapping, predictions: Path,
