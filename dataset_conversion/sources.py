@@ -43,17 +43,52 @@ def _case_folders(source: Path) -> List[Path]:
     return folders
 
 
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(EXTENSIONS)
+
+
+def _why_unused(name: str, case_id: str, layout: BratsLayout) -> str:
+    """Why ``name`` (an image file name in case ``case_id``'s folder) is not one of its files."""
+    lower = name.lower()
+    for key in layout.image_keys + (layout.seg_key,):
+        for ext in EXTENSIONS:
+            expected = layout.file_name(case_id, key, ext)
+            if lower == expected.lower():
+                return f"{name} is not named {expected} (BraTS file names are lower case)"
+            if lower.endswith(f"{layout.separator}{key}{ext}"):
+                other = name[:-len(f"{layout.separator}{key}{ext}")]
+                return f"{name} carries the case id '{other}', not its folder's '{case_id}'"
+    return f"{name} is not a file of the BraTS {layout.name} layout"
+
+
 def _collect_files(folder: Path, layout: BratsLayout) -> Dict[str, Path]:
-    """{file key: path} for the files of ``layout`` in ``folder``; two files for one key is an error."""
-    found: Dict[str, Path] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        key = layout.key_of(path.name)
+    """{file key: path} for the files of ``layout`` in ``folder``, named exactly
+    ``<case><sep><key><ext>``. Everything else in the folder that is named like an image, and a
+    file of the right name that is a folder or a broken link, is a ConversionError naming it: a
+    modality file that is not read would be written as an all-zero image and recorded absent."""
+    case_id, found, unused = folder.name, {}, []
+    names = {layout.file_name(case_id, key, ext): key
+             for key in layout.image_keys + (layout.seg_key,) for ext in EXTENSIONS}
+    for path in sorted(folder.iterdir()):
+        key = names.get(path.name)
         if key is None:
+            if _is_image_name(path.name) and not path.name.startswith("."):  # hidden: e.g. macOS's ._ files
+                unused.append(_why_unused(path.name, case_id, layout))
             continue
+        if path.is_dir():
+            raise ConversionError(f"case '{case_id}': {path} is a folder, not an image file.")
+        if not path.is_file():
+            target = f" to {os.readlink(path)}" if path.is_symlink() else ""
+            raise ConversionError(f"case '{case_id}': {path} is a broken link{target}: the file it names does "
+                                  f"not exist.")
         if key in found:
-            raise ConversionError(f"case '{folder.name}': two files for '{key}' in {folder} "
+            raise ConversionError(f"case '{case_id}': two files for '{key}' in {folder} "
                                   f"({found[key].name} and {path.name}); keep one.")
         found[key] = path
+    if unused and any(key in found for key in layout.image_keys):  # else: the error of no modality file
+        raise ConversionError(f"case '{case_id}': {'; '.join(unused)}; rename or move "
+                              f"{'it' if len(unused) == 1 else 'them'} out of {folder} (expected "
+                              f"{layout.file_name(case_id, layout.image_keys[0])}, ...).")
     return found
 
 
@@ -73,13 +108,23 @@ def _resolve_layout(folders: Sequence[Path], layout: str) -> BratsLayout:
     return conversion_layout(next(iter(detected)))
 
 
+def _describe(path: Path) -> str:
+    """``path``'s name, marked when it is a folder or a broken link."""
+    if path.is_dir():
+        return f"{path.name} (a folder)"
+    return f"{path.name} (a broken link)" if path.is_symlink() and not path.exists() else path.name
+
+
 def _no_modality_error(folder: Path, layout: Optional[BratsLayout]) -> ConversionError:
-    if not any(folder.iterdir()):
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries:
         return ConversionError(f"case '{folder.name}': folder {folder} is empty.")
     examples = ([layout.file_name(folder.name, layout.image_keys[0])] if layout else
                 [f"{folder.name}_flair.nii.gz", f"{folder.name}-t2f.nii.gz"])
+    images = [_describe(folder / n) for n in entries if _is_image_name(n)]
+    held = f"; it holds {', '.join(images)}" if images else ""
     return ConversionError(f"case '{folder.name}': no modality file in {folder} "
-                           f"(expected e.g. {' or '.join(examples)}).")
+                           f"(expected e.g. {' or '.join(examples)}){held}.")
 
 
 def find_cases(source_dirs: Sequence[PathLike], layout: str = "auto") -> Tuple[BratsLayout, List[SourceCase]]:

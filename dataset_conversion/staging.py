@@ -54,7 +54,7 @@ def check_destination(folder: Path, overwrite: bool) -> None:
         raise ConversionError(f"dataset id {dataset_id} is already used by {raw_root / others[0]}; "
                               f"choose another id or remove that folder.")
     if folder.exists() and not overwrite:
-        raise ConversionError(f"dataset folder {folder} already exists; pass overwrite to replace it.")
+        raise ConversionError(f"dataset folder {folder} already exists; pass --overwrite to replace it.")
 
 
 def check_apart(sources: Sequence[Path], folder: Path) -> None:

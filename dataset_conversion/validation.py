@@ -71,7 +71,7 @@ def check_case(case: SourceCase, layout: BratsLayout) -> Tuple[Tuple[bool, ...],
         if path is None:
             available.append(False)
             continue
-        # (no NaN check: SimpleITK's NIfTI reader, which nnU-Net uses too, reads NaN and inf as 0)
+        # (_read_array refuses NaN and inf: SimpleITK, and nnU-Net with it, would read them as 0)
         available.append(bool(np.any(_read_array(path, case.case_id) != 0)))
     if not any(available):
         raise ConversionError(f"case '{case.case_id}': every modality file in {case.folder} is all zero.")

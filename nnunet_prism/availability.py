@@ -29,23 +29,31 @@ def channel_signal(data) -> np.ndarray:
 
 
 def image_has_signal(path: os.PathLike) -> bool:
-    """False for an all-zero image file (read completely; a truncated file is an error)."""
+    """False for an all-zero image file. The file is read completely first: a truncated NIfTI file
+    or one with NaN or infinite voxels (which SimpleITK's NIfTI reader turns into 0) is an
+    ``image_io.ImageFileError``; so are non-finite voxels in files of other formats."""
     import SimpleITK as sitk
 
-    from nnunet_prism.image_io import check_nifti_complete
+    from nnunet_prism.image_io import NonFiniteImageError, check_nifti_complete, nonfinite_message
 
     if str(path).endswith((".nii", ".nii.gz")):
         check_nifti_complete(path)
     image = sitk.ReadImage(str(path))  # keep the image alive: the array view does not own its buffer
-    return bool(np.any(sitk.GetArrayViewFromImage(image)))
+    voxels = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(voxels.dtype, np.floating) and not np.isfinite(voxels).all():
+        nan = int(np.count_nonzero(np.isnan(voxels)))
+        raise NonFiniteImageError(nonfinite_message(path, nan, int(np.count_nonzero(~np.isfinite(voxels))) - nan,
+                                                    voxels.size))
+    return bool(np.any(voxels))
 
 
-def raw_availability(raw_dataset: os.PathLike, dataset_json: Mapping, case_ids: Sequence[str]) -> np.ndarray:
-    """(N, M) bool from the raw training images ``imagesTr/<case>_<c:04d><ending>``."""
+def raw_availability(raw_dataset: os.PathLike, dataset_json: Mapping, case_ids: Sequence[str],
+                     images: str = "imagesTr") -> np.ndarray:
+    """(N, M) bool from the raw images ``<images>/<case>_<c:04d><ending>`` (training images by default)."""
     ending, count = dataset_json["file_ending"], len(modality_names(dataset_json))
     rows = []
     for case in case_ids:
-        files = [Path(raw_dataset) / "imagesTr" / f"{case}_{c:04d}{ending}" for c in range(count)]
+        files = [Path(raw_dataset) / images / f"{case}_{c:04d}{ending}" for c in range(count)]
         absent = [str(f) for f in files if not f.is_file()]
         if absent:
             raise ModalityError(f"case '{case}': {absent[0]} does not exist")
@@ -90,10 +98,13 @@ def resolve_availability(dataset_json: Mapping, case_ids: Sequence[str],
 
 
 def write_record(dataset_json_path: os.PathLike, case_ids: Sequence[str], availability: np.ndarray) -> None:
-    """Add (replace) the availability record in a dataset.json, atomically."""
+    """Set the availability record of ``case_ids`` in a dataset.json, atomically; the entries of
+    other cases are kept."""
     path = Path(dataset_json_path)
     dataset_json = json.loads(path.read_text(encoding="utf-8"))
-    dataset_json[AVAILABILITY_KEY] = availability_to_json(case_ids, availability)
+    record = dict(dataset_json.get(AVAILABILITY_KEY) or {})
+    record.update(availability_to_json(case_ids, availability))
+    dataset_json[AVAILABILITY_KEY] = record
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(dataset_json, indent=2), encoding="utf-8")
     os.replace(tmp, path)

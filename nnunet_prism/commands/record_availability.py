@@ -1,12 +1,15 @@
-"""``nnunet_prism record-availability -d ID``: write which modalities each training case really
-has into the dataset's dataset.json (``modality_availability``), from the images: an all-zero
-channel is absent (``nnunet_prism.availability``). For datasets prepared by other tools, which
-fill a missing modality with an all-zero image and record nothing.
+"""``nnunet_prism record-availability -d ID``: write which modalities each case really has, the
+training cases (imagesTr) and the test cases (imagesTs) alike, into the dataset's dataset.json
+(``modality_availability``), from the images: an all-zero channel is absent
+(``nnunet_prism.availability``). For datasets prepared by other tools, which fill a missing
+modality with an all-zero image and record nothing.
 
 An existing record is checked against the images (a channel recorded present but all zero is a
-one-line error naming the case) and kept; ``--overwrite`` replaces it with what the images show
-(this drops simulated missingness recorded by ``convert-brats --missing-rates``). The copy in
-nnUNet_preprocessed, if the dataset was preprocessed, is updated too.
+one-line error naming the case) and kept; cases it lacks are added from the images.
+``--overwrite`` replaces the entries of every case with images by what the images show (this
+drops simulated missingness recorded by ``convert-brats --missing-rates``); entries of cases
+without images are kept. The copy in nnUNet_preprocessed, if the dataset was preprocessed, is
+updated too.
 """
 import os
 from pathlib import Path
@@ -37,20 +40,23 @@ def dataset_folders(dataset: str):
     return raw, (preprocessed if (preprocessed / "dataset.json").is_file() else None)
 
 
-def training_case_ids(raw: Path, dataset_json: dict):
-    ending, suffix = dataset_json["file_ending"], "_0000" + dataset_json["file_ending"]
-    return sorted(p.name[:-len(suffix)] for p in (raw / "imagesTr").glob(f"*{suffix}") if p.name.endswith(ending))
+def case_ids(raw: Path, dataset_json: dict, images: str):
+    """The case ids of ``raw/<images>`` (files ``<case>_0000<ending>``)."""
+    suffix = "_0000" + dataset_json["file_ending"]
+    return sorted(p.name[:-len(suffix)] for p in (raw / images).glob(f"*{suffix}"))
 
 
 def run(args):
     raw, preprocessed = dataset_folders(args.dataset)
     dataset_json = load_dataset_json(raw / "dataset.json")
-    cases = training_case_ids(raw, dataset_json)
-    if not cases:
+    training, test = (case_ids(raw, dataset_json, images) for images in ("imagesTr", "imagesTs"))
+    if not training:
         raise MissingFileError(f"{raw / 'imagesTr'} holds no training images.")
-    data = raw_availability(raw, dataset_json, cases)
-    had_record = bool(dataset_json.get(AVAILABILITY_KEY))
-    if args.overwrite or not had_record:
+    cases = training + test
+    data = np.concatenate([raw_availability(raw, dataset_json, training),
+                           raw_availability(raw, dataset_json, test, images="imagesTs")])
+    record = dataset_json.get(AVAILABILITY_KEY) or {}
+    if args.overwrite or not record:
         available = data
         if not data.any(axis=1).all():
             empty = cases[int(np.flatnonzero(~data.any(axis=1))[0])]
@@ -58,14 +64,22 @@ def run(args):
     else:  # check the existing record against the images, keep it
         available, _ = resolve_availability(dataset_json, cases, lambda keys: data)
     names = modality_names(dataset_json)
-    rates = ", ".join(f"{n} {r:.2f}" for n, r in zip(names, missing_rates(available)))
-    if had_record and not args.overwrite:
-        print(f"{raw / 'dataset.json'}: the record of {len(cases)} cases agrees with the images (missing rates: "
-              f"{rates}); kept (--overwrite replaces it with what the images show)")
+    rates = ", ".join(f"{n} {r:.2f}" for n, r in zip(names, missing_rates(available[:len(training)])))
+    counted = f"{len(training)} training and {len(test)} test cases"
+    added = [c for c in cases if c not in record]
+    if record and not args.overwrite and not added:
+        print(f"{raw / 'dataset.json'}: the record of {counted} agrees with the images (training-set missing "
+              f"rates: {rates}); kept (--overwrite replaces it with what the images show)")
         return 0
+    written = cases if args.overwrite or not record else added
     for folder in (raw, preprocessed):
         if folder is not None:
-            write_record(folder / "dataset.json", cases, available)
-            print(f"wrote modality_availability of {len(cases)} cases to {folder / 'dataset.json'}")
-    print(f"missing rates from the images: {rates}")
+            write_record(folder / "dataset.json", written, available[[cases.index(c) for c in written]])
+            print(f"wrote modality_availability of {len(written)} of {counted} to {folder / 'dataset.json'}"
+                  + ("" if len(written) == len(cases) else " (the record of the others agrees and was kept)"))
+    others = sorted(set(record) - set(cases))
+    if others:
+        print(f"kept the entries of {len(others)} cases without images in imagesTr or imagesTs "
+              f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})")
+    print(f"training-set missing rates from the images: {rates}")
     return 0

@@ -1,12 +1,19 @@
 """Availability from the data: one definition of "absent" (an all-zero channel), the record
-checked against the images, ``nnunet_prism record-availability`` through the real command."""
+checked against the images, ``nnunet_prism record-availability`` through the real command (the
+test cases of imagesTs included; NaN or infinite voxels refused)."""
 import json
+import os
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
+from dataset_conversion.brats import convert_brats
 from dataset_conversion.cli import main as conversion_main
+from dataset_conversion.synthetic import generate_synthetic_brats
+from helpers.cli import cli
 from helpers.files import tree_hashes
+from helpers.input_checks import assert_one_line_error
 from nnunet_prism.availability import FROM_DATA, RECORDED, channel_signal, resolve_availability
 from nnunet_prism.cli import main
 from nnunet_prism.modalities import AVAILABILITY_KEY, ModalityError, simulate_availability
@@ -107,3 +114,48 @@ def test_unknown_dataset_is_one_line(raw_dataset, capsys):
     assert capsys.readouterr().err.strip() == ("nnunet_prism record-availability: error: dataset '999' is the id of "
                                                "no dataset in nnUNet_raw, nnUNet_preprocessed or nnUNet_results; "
                                                "give a dataset id or DatasetXXX_Name that exists")
+
+
+@pytest.fixture
+def with_test_cases(tmp_path):
+    """A converted phantom set with 3 training cases (simulated missingness) and 2 test cases in
+    imagesTs (one without its T1 file), and the environment of the commands."""
+    src, test_src, raw = tmp_path / "src", tmp_path / "test_src", tmp_path / "raw"
+    generate_synthetic_brats(src, num_cases=3, shape=(16, 16, 16), seed=3)
+    generate_synthetic_brats(test_src, num_cases=2, shape=(16, 16, 16), seed=4, prefix="SynTest", labelled=False,
+                             drop_files={1: ["t1"]})
+    folder = convert_brats([src, test_src], 62, "Both", raw_root=raw, missing_rates=[0.2, 0.4, 0.6, 0.8], seed=1)
+    return folder, dict(os.environ, nnUNet_raw=str(raw), nnUNet_preprocessed=str(tmp_path / "pre"))
+
+
+def test_overwrite_recomputes_the_test_cases_too_and_keeps_other_entries(with_test_cases):
+    folder, env = with_test_cases
+    dataset_json = folder / "dataset.json"
+    converted = json.loads(dataset_json.read_text())[AVAILABILITY_KEY]
+    assert converted["SynTest_001"] == [1, 0, 1, 1]
+    content = json.loads(dataset_json.read_text())
+    content[AVAILABILITY_KEY]["SynGone_000"] = [1, 0, 0, 0]  # a case whose images were moved away
+    dataset_json.write_text(json.dumps(content))
+    r = cli("record-availability", "-d", 62, "--overwrite", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "of 3 training and 2 test cases" in r.stdout and "kept the entries of 1 cases without images" in r.stdout
+    record = json.loads(dataset_json.read_text())[AVAILABILITY_KEY]
+    assert {c: record[c] for c in ("SynTest_000", "SynTest_001")} == {"SynTest_000": [1, 1, 1, 1],
+                                                                     "SynTest_001": [1, 0, 1, 1]}
+    assert record["SynGone_000"] == [1, 0, 0, 0]
+    assert {c: record[c] for c in converted} == converted, "the images show what the converter recorded"
+
+
+def test_non_finite_voxels_are_refused_with_the_count(with_test_cases):
+    folder, env = with_test_cases
+    image = folder / "imagesTs" / "SynTest_000_0002.nii.gz"
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(image))).astype(np.float32)
+    array[0, 0, 0] = np.inf
+    changed = sitk.GetImageFromArray(array)
+    changed.CopyInformation(sitk.ReadImage(str(image)))
+    sitk.WriteImage(changed, str(image))
+    before = tree_hashes(folder)
+    r = cli("record-availability", "-d", 62, "--overwrite", env=env)
+    assert_one_line_error(r.returncode, r.stderr.strip().splitlines(), "record-availability", str(image),
+                          "has 1 non-finite voxel (0 NaN, 1 infinite, of 4,096)")
+    assert tree_hashes(folder) == before

@@ -111,8 +111,8 @@ BAD_INPUTS = {
     "duplicate case": (lambda src: shutil.copytree(src / "train" / "SynBraTS_000", src / "test" / "SynBraTS_000"),
                        ["SynBraTS_000", "appears twice"]),
     "two files for one modality": (lambda src: shutil.copy(case_file(src, "SynBraTS_000", "t1"),
-                                                           src / "train" / "SynBraTS_000" / "copy_t1.nii"),
-                                   ["SynBraTS_000", "copy_t1.nii", "two files"]),
+                                                           src / "train" / "SynBraTS_000" / "SynBraTS_000_t1.nii"),
+                                   ["SynBraTS_000", "SynBraTS_000_t1.nii", "two files"]),
 }
 
 
