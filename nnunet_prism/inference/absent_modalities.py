@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from nnunet_prism.availability import image_has_signal
 from nnunet_prism.errors import MissingFileError
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
+from nnunet_prism.image_io import ImageFileError
 from nnunet_prism.modalities import ModalityError
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,13 @@ def group_case_files(folder: os.PathLike, file_ending: str, num_channels: int, i
     cases: CaseFiles = {}
     unknown, bad_channel = [], []
     for path in sorted(folder.iterdir()):
-        match = pattern.match(path.name) if path.is_file() else None
-        if not match:
+        match = pattern.match(path.name)
+        if match and path.is_dir():
+            raise ModalityError(f"{path} is a folder, not an image file")
+        if match and not path.exists():
+            target = f" to {os.readlink(path)}" if path.is_symlink() else ""
+            raise ModalityError(f"{path} is a broken link{target}: the file it names does not exist")
+        if not match or not path.is_file():
             unknown.append(path.name + ("/" if path.is_dir() else ""))
         elif int(match["channel"]) >= num_channels:
             bad_channel.append(str(path))
@@ -62,6 +68,24 @@ def group_case_files(folder: os.PathLike, file_ending: str, num_channels: int, i
     if not cases:
         raise ModalityError(f"no files named CASE_XXXX{file_ending} in {folder}")
     return cases
+
+
+def check_dimension(case: str, path: Path, dimension: Optional[int]) -> None:
+    """Header-only check that ``path`` is a single-channel image of ``dimension`` (None: any)
+    dimensions; nnU-Net would run a 3D model on a 2D file, or fail on a 4D one after minutes."""
+    if dimension is None:
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise ModalityError(f"case '{case}': cannot read {path} as an image") from None
+    found, components = reader.GetDimension(), reader.GetNumberOfComponents()
+    if found != dimension or components != 1:
+        what = f"{found}D image" + (f" with {components} components per voxel" if components != 1 else "")
+        raise ModalityError(f"case '{case}': {path} is a {what}, but the model was trained on single-channel "
+                            f"{dimension}D images; give each modality of the case as its own {dimension}D file")
 
 
 def check_case_geometry(case: str, files: Mapping[int, Path]) -> None:
@@ -106,18 +130,25 @@ def _link_or_copy(source: Path, destination: Path) -> None:
 
 
 def complete_cases(cases: CaseFiles, scratch: os.PathLike, file_ending: str, num_channels: int,
-                   channel_names: Sequence[str]) -> Dict[str, Dict[str, List[str]]]:
+                   channel_names: Sequence[str], dimension: Optional[int] = None) -> Dict[str, Dict[str, List[str]]]:
     """Fill ``scratch`` with every channel of every case; return the per-case record
-    ``{case: {"present": [names], "absent": [names]}}``."""
+    ``{case: {"present": [names], "absent": [names]}}``. Every file is checked first: its
+    dimension (``dimension``: the model's images', None: not checked), one grid per case, and
+    its voxels (complete, finite, not all zero: ``availability.image_has_signal``)."""
     scratch = Path(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     record = {}
     for case, files in cases.items():
         if not files:
             raise ModalityError(f"case '{case}' has no modality file")
+        for path in files.values():
+            check_dimension(case, path, dimension)
         check_case_geometry(case, files)
         reference = next(iter(files.values()))
-        present = [c for c, path in sorted(files.items()) if image_has_signal(path)]
+        try:
+            present = [c for c, path in sorted(files.items()) if image_has_signal(path)]
+        except ImageFileError as e:
+            raise ModalityError(f"case '{case}': {e}") from None
         if not present:
             raise ModalityError(f"case '{case}': every modality file is missing or all zero "
                                 f"({', '.join(p.name for p in files.values())}); nothing to predict from")

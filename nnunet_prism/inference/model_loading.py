@@ -5,6 +5,7 @@ only when called, so that building the command line stays fast.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -23,6 +24,18 @@ def model_folder(dataset, trainer, plans, configuration) -> Path:
     if not (folder / "dataset.json").is_file():
         raise MissingFileError(f"no trained model in {folder} (dataset.json missing)")
     return folder
+
+
+def image_dimension(folder: Path) -> Optional[int]:
+    """2 or 3: the dimension of the images the model in ``folder`` was trained on, from its
+    plans.json (nnU-Net reads a 2D image as 3D with a first spacing 999 times the largest other);
+    None when the plans do not say."""
+    plans_file = Path(folder) / "plans.json"
+    spacing = json.loads(plans_file.read_text()).get("original_median_spacing_after_transp") \
+        if plans_file.is_file() else None
+    if not spacing or len(spacing) != 3:
+        return None
+    return 2 if spacing[0] >= 999 * max(spacing[1:]) * (1 - 1e-6) else 3
 
 
 def trained_folds(folder: Path, checkpoint: str = "checkpoint_final.pth") -> List[Union[int, str]]:

@@ -48,7 +48,8 @@ def fake_model(root: Path, folds=("0",), label_based=False) -> Path:
                     **dataset_json_labels(label_based), "numTraining": 0, "file_ending": ".nii.gz"}
     (folder / "dataset.json").write_text(json.dumps(dataset_json))
     (folder / "plans.json").write_text(json.dumps({"dataset_name": f"Dataset{DATASET_ID}_Fake",
-                                                   "image_reader_writer": "SimpleITKIO", "configurations": {}}))
+                                                   "image_reader_writer": "SimpleITKIO", "configurations": {},
+                                                   "original_median_spacing_after_transp": [1.0, 1.0, 1.0]}))
     for fold in folds:
         (folder / f"fold_{fold}").mkdir()
         (folder / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(b"placeholder")

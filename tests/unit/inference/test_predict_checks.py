@@ -2,6 +2,7 @@
 check runs through the real command and must give exit code 2, one line naming the file or
 case, and leave the input folder and any earlier output unchanged. All of them fire before
 nnU-Net is started, so a stand-in model folder (no weights) is enough."""
+import json
 
 import pytest
 
@@ -22,7 +23,11 @@ def setup(tmp_path, monkeypatch):
     write_image(given / "caseA_0002.nii.gz", signal(1))
     out = tmp_path / "out"
     out.mkdir()
-    (out / "earlier.nii.gz").write_bytes(b"an earlier prediction")
+    (out / "earlier.nii.gz").write_bytes(b"an earlier prediction of the same run")
+    (out / "modalities_used.json").write_text(json.dumps({"earlier": {
+        "present": ["FLAIR"], "absent": ["T1", "T1c", "T2"], "predicted_by": {
+            "model": f"{model.parent.name}/{model.name}", "folds": [0], "checkpoint": "checkpoint_final.pth",
+            "options": []}}}))
     calls = []
     monkeypatch.setattr(pipeline, "predict", lambda scratch, output, *a, **kw: calls.append(
         dict(kw, files=sorted(p.name for p in __import__("pathlib").Path(scratch).iterdir()))))
@@ -119,7 +124,7 @@ def test_all_trained_folds_are_the_default(setup, capsys):
         (model / f"fold_{fold}").mkdir()
         (model / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(b"placeholder")
     (model / "fold_2").mkdir()  # no checkpoint: not trained
-    code, _, err = predict(capsys, given, out)
+    code, _, err = predict(capsys, given, out.parent / "out_all_folds")
     assert code == 0, err
     assert calls[0]["folds"] == [0, 1, 4, "all"]
 
