@@ -20,9 +20,8 @@ import importlib
 import logging
 import re
 import sys
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from nnunet_prism import errors
 
@@ -49,17 +48,22 @@ SUBCOMMANDS: Table = {
 PLUGIN_GROUP = "nnunet_prism.commands"
 
 
-def plugin_entry_points(group: str = PLUGIN_GROUP) -> List[EntryPoint]:
+def plugin_entry_points(group: str = PLUGIN_GROUP) -> list:
     """The entry points of ``group`` in the installed metadata; where there are none, as declared
     by the ``setup.py`` beside this package (a source checkout whose install predates the group:
     ``pip install -e .`` again writes them into the metadata)."""
+    from importlib.metadata import entry_points  # here: the command's start-up stays short
+
     found = list(entry_points(group=group))
     return found or declared_entry_points(Path(__file__).resolve().parents[1] / "setup.py", group)
 
 
-def declared_entry_points(setup_py: Path, group: str) -> List[EntryPoint]:
-    """The entry points of ``group`` in the literal ``entry_points={...}`` of ``setup_py``'s
-    ``setup()`` call ([] without the file, the group or a literal)."""
+def declared_entry_points(setup_py: Path, group: str) -> list:
+    """The entry points (``importlib.metadata.EntryPoint``) of ``group`` in the literal
+    ``entry_points={...}`` of ``setup_py``'s ``setup()`` call ([] without the file, the group or
+    a literal)."""
+    from importlib.metadata import EntryPoint
+
     if not setup_py.is_file():
         return []
     for node in ast.walk(ast.parse(setup_py.read_text(encoding="utf-8"), str(setup_py))):
@@ -165,21 +169,24 @@ def console_logging(level: int = logging.INFO):
 def main(argv=None, table: Optional[Table] = None, prog: str = "nnunet_prism", description: str = DESCRIPTION,
          deprecated=DEPRECATED) -> int:
     """Run one subcommand of ``table`` (default: ``command_table()``); a user error
-    (``errors.user_error_types``) is reported as one line with exit code 2."""
-    parser = build_parser(table, prog, description)
-    args, passthrough = parser.parse_known_args(attach_dash_values(replace_deprecated(argv, prog, deprecated)))
-    if passthrough and args.command not in PASSTHROUGH:
-        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
-    args.passthrough = passthrough
+    (``errors.user_error_types``) is reported as one line with exit code 2, Ctrl-C at any time
+    (also while the subcommands' modules are imported) as one line with exit code 130."""
+    command = None
     try:
-        with console_logging():
-            result = args._run(args)
-    except errors.user_error_types() as e:
-        return errors.report(e, args.command)
+        parser = build_parser(table, prog, description)
+        args, passthrough = parser.parse_known_args(attach_dash_values(replace_deprecated(argv, prog, deprecated)))
+        command = args.command
+        if passthrough and args.command not in PASSTHROUGH:
+            parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+        args.passthrough = passthrough
+        try:
+            with console_logging():
+                result = args._run(args)
+        except errors.user_error_types() as e:
+            return errors.report(e, args.command)
+        return int(result or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return int(result or 0)
+        return errors.report_interrupt(command)
 
 
 if __name__ == "__main__":

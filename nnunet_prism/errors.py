@@ -15,6 +15,8 @@ from typing import Optional
 
 #: exit code of a user error, as argparse uses for bad arguments
 EXIT_CODE = 2
+#: exit code after Ctrl-C (128 + SIGINT), as shells report it
+INTERRUPTED_EXIT_CODE = 130
 
 
 class NnunetPrismError(Exception):
@@ -45,9 +47,18 @@ def user_error_types() -> tuple:
 def report(error: BaseException, command: Optional[str] = None) -> int:
     """Print ``error`` as the one line ``nnunet_prism[ COMMAND]: error: MESSAGE`` on stderr;
     returns the exit code (2)."""
-    prefix = f"nnunet_prism {command}" if command else "nnunet_prism"
-    print(f"{prefix}: error: {error}", file=sys.stderr)
+    print(f"{_prefix(command)}: error: {error}", file=sys.stderr)
     return EXIT_CODE
+
+
+def report_interrupt(command: Optional[str] = None) -> int:
+    """Print ``nnunet_prism[ COMMAND]: interrupted`` on stderr (Ctrl-C); returns the exit code (130)."""
+    print(f"{_prefix(command)}: interrupted", file=sys.stderr)
+    return INTERRUPTED_EXIT_CODE
+
+
+def _prefix(command: Optional[str]) -> str:
+    return f"nnunet_prism {command}" if command else "nnunet_prism"
 
 
 def install_excepthook() -> None:

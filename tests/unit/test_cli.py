@@ -2,12 +2,16 @@
 group ``nnunet_prism.commands`` (dataset_conversion's conversion commands and the demo; the
 installed metadata, or setup.py's declaration in a checkout whose install predates the group);
 every subcommand reports user errors and file errors as one line with exit code 2; the library's
-log records are the command's output while it runs, and only then."""
+log records are the command's output while it runs, and only then; Ctrl-C while the command
+starts is one line with exit code 130."""
 import logging
 import re
+import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +95,18 @@ def test_nnunet_prism_error_from_the_conversion_cli_names_the_command(tmp_path, 
     assert main(["brats-labels", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "--layout", "2023"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"nnunet_prism brats-labels: error: prediction folder {tmp_path} holds no .nii.gz file."]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/<pid>/maps (Linux)")
+@pytest.mark.parametrize("loading", ["_multiarray_umath", "_SimpleITK", "_nd_image"])  # numpy, SimpleITK, scipy
+def test_ctrl_c_while_the_command_imports_is_one_line_with_exit_code_130(loading, tmp_path):
+    """SIGINT as soon as the command's process has loaded ``loading`` (a library the subcommands
+    import while the command line is built, in its first second)."""
+    process = subprocess.Popen([sys.executable, "-m", "nnunet_prism.cli", "record-availability", "-d", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 60
+    while process.poll() is None and loading not in maps.read_text() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate()
+    assert process.returncode == 130 and err == "nnunet_prism: interrupted\n" and out == "", err

@@ -42,3 +42,24 @@ def test_our_names_do_not_shadow_builtin_trainers():
     for name in discovery.list_trainers():
         assert recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer"),
                                            name, "nnunetv2.training.nnUNetTrainer") is None, name
+
+
+def test_a_misspelt_trainer_gets_the_closest_names_in_one_line(tmp_path):
+    """``nnunet_prism train -tr nnUNetTrainerPRSIM`` (the user's command, in its own process):
+    one line with the suggestion, exit code 2, nothing written."""
+    env = {**os.environ, **{name: str(tmp_path / name) for name in ("nnUNet_raw", "nnUNet_preprocessed",
+                                                                     "nnUNet_results")}}
+    r = subprocess.run([sys.executable, "-m", "nnunet_prism.cli", "train", "1", "3d_fullres", "0", "-tr",
+                        "nnUNetTrainerPRSIM", "-device", "cpu"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr == ("nnunet_prism train: error: no nnU-Net trainer named 'nnUNetTrainerPRSIM'; "
+                        "did you mean nnUNetTrainerPRISM?\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_closest_names_are_compared_without_the_common_prefix():
+    names = ["nnUNetTrainer", "nnUNetTrainerBN", "nnUNetTrainerPRISM", "nnUNetTrainer_5epochs", "nnUNetTrainer_50epochs"]
+    assert discovery.closest_trainer_names("nnUNetTrainerPRSIM", names) == ["nnUNetTrainerPRISM"]
+    assert discovery.closest_trainer_names("PRISM", names) == ["nnUNetTrainerPRISM"]
+    assert discovery.closest_trainer_names("nnUNetTrainer_5epoch", names)[0] == "nnUNetTrainer_5epochs"
+    assert discovery.closest_trainer_names("nnUNetTrainerQuantum", names) == []

@@ -15,7 +15,8 @@ from nnunet_prism.brats_label_sets import LabelSetError
 from nnunet_prism.cch.criterion import CCHTableError
 from nnunet_prism.cch.estimators import MIError
 from nnunet_prism.errors import EvaluationError, MissingFileError, NnunetPrismError, SetupError
-from nnunet_prism.image_io import IncompleteImageError
+from nnunet_prism.discovery import TrainerNotFoundError
+from nnunet_prism.image_io import IncompleteImageError, NonFiniteImageError
 from nnunet_prism.modalities import ModalityError
 from nnunet_prism.pipeline import PipelineError
 from nnunet_prism.protocols import ProtocolError
@@ -26,7 +27,8 @@ from nnunet_prism.training.hyperparameters import HyperparameterError
     (ModalityError, ValueError), (HyperparameterError, ValueError), (EvaluationError, ValueError),
     (ProtocolError, EvaluationError), (IncompleteImageError, ValueError), (ConversionError, ValueError),
     (CCHTableError, ValueError), (MIError, ValueError), (SetupError, ValueError),
-    (MissingFileError, FileNotFoundError), (PipelineError, RuntimeError), (LabelSetError, ValueError)])
+    (MissingFileError, FileNotFoundError), (PipelineError, RuntimeError), (LabelSetError, ValueError),
+    (NonFiniteImageError, ValueError), (TrainerNotFoundError, RuntimeError)])
 def test_every_user_error_derives_from_the_base_and_keeps_what_callers_catch(error, also):
     assert issubclass(error, NnunetPrismError) and issubclass(error, also)
 
