@@ -28,7 +28,8 @@ from torch import autocast
 
 from nnunet_prism.deep_supervision import full_resolution
 from nnunet_prism.modalities import modality_names, zero_absent_channels
-from nnunet_prism.training.hyperparameters import Hyperparameter, HyperparameterMixin, load_overrides, resolve
+from nnunet_prism.training.hyperparameters import (Hyperparameter, HyperparameterMixin, load_overrides, resolve,
+                                                   user_values)
 from nnunet_prism.training.modality_masking import ModalityMaskingMixin, check_missing_rates
 from nnunet_prism.training.progress import MethodCurvesLogger
 from nnunet_prism.training.pseudo_dice import hard_counts
@@ -79,10 +80,12 @@ class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTr
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         # checked before nnU-Net's __init__ writes anything (its log file) into the fold folder
-        values = resolve(type(self), load_overrides())
+        overrides = load_overrides()
+        values = resolve(type(self), overrides)
         self.check_against_dataset(values, modality_names(dataset_json))
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.apply_hyperparameters(values)  # after nnU-Net's own defaults (num_epochs, ...)
+        # after nnU-Net's own defaults (num_epochs, ...); settled after a subclass's __init__ (mixin)
+        self.apply_hyperparameters(values, explicit=user_values(type(self), overrides))
         self._trained_in_this_run = False
         self._resumed_at_epoch = None
         self.logger.local_logger = MethodCurvesLogger(self.method_curves(), get_state=self.checkpoint_state,
@@ -106,6 +109,11 @@ class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTr
         """Checks of hyperparameter values against the dataset's modalities (one-line
         HyperparameterError); run by __init__ and by ``nnunet_prism train`` before nnU-Net starts."""
         check_missing_rates(values["missing_rates"], modality_names)
+
+    def build_from_hyperparameters(self) -> None:
+        """The settled values checked against the dataset again (a subclass's ``__init__`` may have
+        changed them); subclasses build what depends on them here (``super()`` first)."""
+        self.check_against_dataset(self.hyperparameters, self.modality_names)
 
     # -- run bookkeeping -----------------------------------------------------------------------
     def load_checkpoint(self, filename_or_checkpoint) -> None:

@@ -5,7 +5,8 @@
 * ``sources``     the user's values: ``nnUNet_prism_hparams`` (JSON file or inline) and ``--hp``;
 * ``resolution``  defaults, top-level values, the trainer's section and presets -> the values in force;
 * ``record``      ``<fold>/hyperparameters.json`` with the history of the fold's runs, the resume check;
-* ``mixin``       ``HyperparameterMixin``: the values as trainer attributes, recorded when training starts;
+* ``mixin``       ``HyperparameterMixin``: the values as trainer attributes, settled after a subclass's
+                  ``__init__``, recorded when training starts;
 * ``table``       the generated table of ``docs/hyperparameters.md``
                   (``python -m nnunet_prism.training.hyperparameters docs/hyperparameters.md``).
 
@@ -17,7 +18,7 @@ from nnunet_prism.training.hyperparameters.mixin import HyperparameterMixin
 from nnunet_prism.training.hyperparameters.record import (ALLOW_CHANGES_ENV_VAR, FILENAME, changed_values,
                                                           check_resume, read_record, write_record)
 from nnunet_prism.training.hyperparameters.resolution import (PRESET, collect_presets, loaded_trainer_names,
-                                                              preset_values, resolve, trainer_sections)
+                                                              preset_values, resolve, trainer_sections, user_values)
 from nnunet_prism.training.hyperparameters.schema import (Hyperparameter, HyperparameterError, collect_defaults,
                                                           collect_schema)
 from nnunet_prism.training.hyperparameters.sources import ENV_VAR, load_overrides, parse_assignments
@@ -25,4 +26,4 @@ from nnunet_prism.training.hyperparameters.sources import ENV_VAR, load_override
 __all__ = ["ALLOW_CHANGES_ENV_VAR", "ENV_VAR", "FILENAME", "PRESET", "Hyperparameter", "HyperparameterError",
            "HyperparameterMixin", "changed_values", "check_resume", "collect_defaults", "collect_presets",
            "collect_schema", "load_overrides", "loaded_trainer_names", "parse_assignments", "preset_values",
-           "read_record", "resolve", "trainer_sections", "write_record"]
+           "read_record", "resolve", "trainer_sections", "user_values", "write_record"]

@@ -45,11 +45,10 @@ def trainer_sections(overrides: Mapping[str, Any]) -> Dict[str, dict]:
     return {k: v for k, v in overrides.items() if k.startswith("nnUNetTrainer")}
 
 
-def resolve(cls, overrides: Mapping[str, Any], known_trainers: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Values in force for trainer class ``cls``: defaults, then top-level, then its section;
-    every value checked. ``known_trainers``: names a section may have (default:
-    ``loaded_trainer_names(cls)``)."""
-    schema = collect_schema(cls)
+def user_values(cls, overrides: Mapping[str, Any], known_trainers: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The values the user set for trainer class ``cls`` (top level, then its section), unchecked;
+    a section that names no known trainer (``known_trainers``, default:
+    ``loaded_trainer_names(cls)``) or is no object is a HyperparameterError."""
     sections = trainer_sections(overrides)
     known = set(known_trainers if known_trainers is not None else loaded_trainer_names(cls)) | {cls.__name__}
     for section, content in sections.items():
@@ -60,6 +59,15 @@ def resolve(cls, overrides: Mapping[str, Any], known_trainers: Optional[Sequence
             raise HyperparameterError(f"{ENV_VAR}: section '{section}' must be a JSON object.")
     merged = {k: v for k, v in overrides.items() if k not in sections}
     merged.update(sections.get(cls.__name__, {}))
+    return merged
+
+
+def resolve(cls, overrides: Mapping[str, Any], known_trainers: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Values in force for trainer class ``cls``: defaults, then top-level, then its section;
+    every value checked. ``known_trainers``: names a section may have (default:
+    ``loaded_trainer_names(cls)``)."""
+    schema = collect_schema(cls)
+    merged = user_values(cls, overrides, known_trainers)
     unknown = sorted(set(merged) - set(schema))
     if unknown:
         raise HyperparameterError(f"unknown hyperparameter(s) {', '.join(unknown)} for {cls.__name__}; "

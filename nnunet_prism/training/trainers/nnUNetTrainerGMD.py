@@ -87,9 +87,8 @@ class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
     PRESETS = {"official": {"gmd_reduction": "official", "gmd_order": "official"}}
     network_builder = staticmethod(build_dynamic_sharing_unet)
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+    def build_from_hyperparameters(self) -> None:
+        super().build_from_hyperparameters()
         k = None if self.gmd_subsets == "all" else self.gmd_subsets
         self.sampler = SubsetSampler(len(self.modality_names), k, self.gmd_seed)
 

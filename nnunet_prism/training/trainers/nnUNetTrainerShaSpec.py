@@ -75,9 +75,8 @@ class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
               "ShaSpec auxiliary losses (train)": ["shaspec_dao", "shaspec_dco"]}
     network_builder = staticmethod(build_shaspec_unet)
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+    def build_from_hyperparameters(self) -> None:
+        super().build_from_hyperparameters()
         self.subset_mask = fixed_subset_mask(self.fixed_subset, self.modality_names)
 
     def method_curves(self):

@@ -144,3 +144,38 @@ def test_docs_table_is_generated_from_the_schema():
     found = re.search(r"<!-- hyperparameters:start -->\n(.*?)<!-- hyperparameters:end -->", text, re.S)
     assert found, "docs/hyperparameters.md lacks the generated hyperparameter table"
     assert found.group(1) == markdown_table(trainer_classes())
+
+
+class SettledBase(hp.HyperparameterMixin):
+    """Like our trainers' base: the values applied at the end of its __init__, a derived object
+    built from them."""
+    HYPERPARAMETERS = {"k": Hyperparameter("int", 5, "a count", minimum=1)}
+
+    def __init__(self):
+        self.apply_hyperparameters()
+
+    def build_from_hyperparameters(self):
+        self.sampler_k = self.k
+
+
+class Variant(SettledBase):
+    """A variant made the nnU-Net way: its __init__ sets values after super().__init__()."""
+
+    def __init__(self, epochs=6):
+        super().__init__()
+        self.num_epochs, self.k = epochs, 2
+
+
+def test_a_subclass_init_attribute_is_the_value_in_force_and_an_explicit_value_wins(monkeypatch):
+    monkeypatch.delenv(hp.ENV_VAR, raising=False)
+    trainer = Variant()
+    assert (trainer.num_epochs, trainer.k, trainer.sampler_k) == (6, 2, 2)
+    assert (trainer.hyperparameters["num_epochs"], trainer.hyperparameters["k"]) == (6, 2), "the record says what ran"
+    monkeypatch.setenv(hp.ENV_VAR, '{"num_epochs": 3}')
+    trainer = Variant()
+    assert (trainer.num_epochs, trainer.hyperparameters["num_epochs"]) == (3, 3), "the user's explicit value wins"
+    assert (trainer.k, trainer.hyperparameters["k"], trainer.sampler_k) == (2, 2, 2)
+    monkeypatch.delenv(hp.ENV_VAR)
+    with pytest.raises(hp.HyperparameterError, match=r"^Variant.__init__ sets an invalid value: hyperparameter "
+                                                     r"num_epochs=0: must be >= 1.$"):
+        Variant(epochs=0)
