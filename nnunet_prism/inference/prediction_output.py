@@ -146,6 +146,11 @@ def publish(stage: Path, output: Path, ending: str, record: Mapping[str, dict], 
     every earlier output goes; otherwise only the earlier files of the cases predicted again."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    with _locked(output):
+        return _publish_locked(stage, output, ending, record, overwrite)
+
+
+def _publish_locked(stage: Path, output: Path, ending: str, record: Mapping[str, dict], overwrite: bool) -> List[str]:
     new = case_files(stage, ending)
     earlier, merged = case_files(output, ending), ({} if overwrite else read_record(output))
     gone = earlier if overwrite else {c: f for c, f in earlier.items() if c in new}
@@ -165,6 +170,24 @@ def publish(stage: Path, output: Path, ending: str, record: Mapping[str, dict], 
         tmp.write_text(json.dumps(merged, indent=2), encoding="utf-8")
         os.replace(tmp, output / RECORD_FILE)
     return sorted(new)
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (the directory itself, so nothing is left in it):
+    parts of one ``-num_parts`` run publishing at the same time merge the record one by one.
+    Where the platform has no ``fcntl`` (Windows) runs are not serialised."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _move_nnunet_files(stage: Path, output: Path) -> None:
