@@ -14,16 +14,15 @@ from dataset_conversion.labels import brats_to_nnunet
 from nnunet_prism.brats_label_sets import BratsLayout
 from dataset_conversion.sources import SourceCase
 from nnunet_prism.evaluation.geometry import Geometry
+from nnunet_prism.image_io import ImageFileError, read_image_information
 
 
 def read_geometry(path: Path, case_id: str) -> Geometry:
     """Header-only read of ``path``; unreadable files and non-3D images are a ConversionError."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise ConversionError(f"case '{case_id}': cannot read {path} as an image.") from None
+        reader = read_image_information(path)
+    except ImageFileError as e:
+        raise ConversionError(f"case '{case_id}': {e}") from None
     if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
         raise ConversionError(f"case '{case_id}': {path.name} is not a single-channel 3D image "
                               f"(dimension {reader.GetDimension()}, {reader.GetNumberOfComponents()} components).")

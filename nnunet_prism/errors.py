@@ -64,7 +64,8 @@ def _prefix(command: Optional[str]) -> str:
 def install_excepthook() -> None:
     """Make an uncaught ``NnunetPrismError`` (raised while nnU-Net's own ``nnUNetv2_train`` builds
     one of our trainers) one line and exit code 2 instead of a traceback; other errors keep
-    Python's report. Installed once, by the module through which nnU-Net imports our trainers."""
+    Python's report. Installed once, by the module of our trainers' base class
+    (``nnunet_prism.training.base``), which every trainer of ours or derived from ours imports."""
     previous = sys.excepthook
     if getattr(previous, "nnunet_prism_one_line", False):
         return

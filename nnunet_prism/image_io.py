@@ -200,3 +200,17 @@ def check_nifti_complete(path: Union[str, os.PathLike]) -> None:
     if counter.nan or counter.inf:
         itemsize = layout.dtype.itemsize
         raise NonFiniteImageError(nonfinite_message(path, counter.nan, counter.inf, layout.size // itemsize))
+
+
+def read_image_information(path: Union[str, os.PathLike]):
+    """SimpleITK's reader of ``path`` after reading its header only (size, spacing, dimension,
+    components); a file SimpleITK cannot read is an ``ImageFileError`` naming it."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise ImageFileError(f"cannot read {path} as an image.") from None
+    return reader

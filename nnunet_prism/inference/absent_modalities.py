@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from nnunet_prism.availability import image_has_signal
 from nnunet_prism.errors import MissingFileError
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
-from nnunet_prism.image_io import ImageFileError
+from nnunet_prism.image_io import ImageFileError, read_image_information
 from nnunet_prism.modalities import ModalityError
 
 logger = logging.getLogger(__name__)
@@ -75,12 +75,10 @@ def check_dimension(case: str, path: Path, dimension: Optional[int]) -> None:
     dimensions; nnU-Net would run a 3D model on a 2D file, or fail on a 4D one after minutes."""
     if dimension is None:
         return
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise ModalityError(f"case '{case}': cannot read {path} as an image") from None
+        reader = read_image_information(path)
+    except ImageFileError as e:
+        raise ModalityError(f"case '{case}': {e}") from None
     found, components = reader.GetDimension(), reader.GetNumberOfComponents()
     if found != dimension or components != 1:
         what = f"{found}D image" + (f" with {components} components per voxel" if components != 1 else "")

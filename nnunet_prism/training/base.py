@@ -27,6 +27,7 @@ from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast
 
 from nnunet_prism.deep_supervision import full_resolution
+from nnunet_prism.errors import install_excepthook
 from nnunet_prism.modalities import modality_names, zero_absent_channels
 from nnunet_prism.training.hyperparameters import (Hyperparameter, HyperparameterMixin, load_overrides, resolve,
                                                    user_values)
@@ -36,6 +37,10 @@ from nnunet_prism.training.pseudo_dice import hard_counts
 from nnunet_prism.training.seeding import derived_seed, seed_everything, seeded_augmenter_workers
 
 Target = Union[torch.Tensor, List[torch.Tensor]]
+
+# nnUNetv2_train: a user error raised while nnU-Net builds one of our trainers, or a user's trainer
+# derived from them wherever nnU-Net found it, is one line (exit code 2), not a traceback
+install_excepthook()
 
 
 @dataclass

@@ -128,7 +128,9 @@ def test_train_predict_with_absent_files_evaluate_15_subsets(case, request, trai
             "-f", "0", "-device", "cpu", *([] if case.predict_tta else ["--disable_tta"]), env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     used = json.loads((out / "modalities_used.json").read_text())
-    assert used["SynTest_000"] == {"present": ["FLAIR", "T1c"], "absent": ["T1", "T2"]}
+    assert {k: used["SynTest_000"][k] for k in ("present", "absent")} == {"present": ["FLAIR", "T1c"],
+                                                                         "absent": ["T1", "T2"]}
+    assert used["SynTest_000"]["predicted_by"]["model"].endswith(f"/{case.trainer}__nnUNetPlans__3d_fullres")
     assert used["SynTest_001"]["present"] == ["T2"]
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["SynTest_000.nii.gz", "SynTest_001.nii.gz"]
     assert sorted(p.name for p in given.iterdir()) == ["SynTest_000_0000.nii.gz", "SynTest_000_0002.nii.gz",

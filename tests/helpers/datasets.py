@@ -2,6 +2,7 @@
 ``nnunet_prism convert-brats`` and planned by nnU-Net's real ``nnUNetv2_plan_and_preprocess``;
 trained models of them on a short schedule (the fixtures in ``conftest.py`` share both)."""
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +80,19 @@ def complete_labelled_folder(ds: PreparedDataset, tmp_path: Path, dataset_id: in
     generate_synthetic_brats(source, num_cases=2, shape=SHAPE, seed=123, prefix="SynComplete")
     label_based = "regions_class_order" not in json.loads((ds.dataset_folder / "dataset.json").read_text())
     return convert_brats([source], dataset_id, "Complete", raw_root=tmp_path / "raw", label_based=label_based)
+
+
+def train_users_trainer(ds: PreparedDataset, trainer_file: Path, trainer: str, workdir: Path,
+                        **hyperparameters) -> tuple:
+    """``nnUNetv2_train`` of ``trainer`` from ``trainer_file``, kept in a folder of the user's own
+    (``nnUNet_extTrainer``; the site hook appends ours), fold 0 of ``ds`` with ``hyperparameters``.
+    Returns (the fold folder, the log of the run, the environment it ran in)."""
+    folder = workdir / "my_trainers"
+    folder.mkdir()
+    shutil.copy(trainer_file, folder / trainer_file.name)
+    env = ds.train_env(**hyperparameters)
+    env["nnUNet_extTrainer"] = str(folder)
+    log = workdir / "train.log"
+    pipeline.train(ds.dataset_id, "3d_fullres", 0, trainer, env, echo=False, log_file=log)
+    fold = next((ds.workdir / "nnUNet_results").glob(f"*/{trainer}__nnUNetPlans__3d_fullres")) / "fold_0"
+    return fold, log, env

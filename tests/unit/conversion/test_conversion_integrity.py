@@ -1,17 +1,23 @@
-"""No silent wrong results in dataset conversion: truncated files, a destination that holds or
-lies in the source, interrupted runs, non-finite or negative rates and negative seeds are refused
-by the real commands with exit code 2 and one line naming the file or case, and neither the input
-nor an earlier output changes."""
+"""No silent wrong results in dataset conversion: truncated files, NaN or infinite voxels, files of
+a case folder that would not be read (broken links, folders, capitals, another case's id), a
+destination that holds or lies in the source, interrupted runs, non-finite or negative rates and
+negative seeds are refused by the real commands with exit code 2 and one line naming the file or
+case, and neither the input nor an earlier output changes."""
 import gzip
+import os
 import shutil
+import zlib
 
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from dataset_conversion.brats import convert_brats
 from dataset_conversion.synthetic import generate_synthetic_brats
+from helpers.cli import cli
 from helpers.files import tree_hashes
+from helpers.input_checks import assert_one_line_error
 from nnunet_prism.cli import main
 from nnunet_prism.image_io import IncompleteImageError, check_nifti_complete
 
@@ -241,3 +247,97 @@ def test_demo_refuses_the_same_values_before_doing_anything(tmp_path, capsys, ar
     code, err = run_cli(capsys, "demo", "--workdir", workdir, *args)
     assert code == 2 and len(err) == 1 and words in err[0], err
     assert not workdir.exists()
+
+
+# ---------------------------------------------------------------- case folders, through the command as a process
+# A file that would be read wrongly is named instead of being written as an all-zero modality:
+# a broken link or a folder under a modality's name, a modality file in capitals or with another
+# case's id, NaN or infinite voxels (SimpleITK reads them as 0), a truncated file (with the bytes
+# it held).
+
+CASE = "SynBraTS_000"
+
+
+def case_file(src, key, case=CASE):
+    return src / case / f"{case}_{key}.nii.gz"
+
+
+def broken_link(src):
+    case_file(src, "t1ce").unlink()
+    os.symlink(src / "gone.nii.gz", case_file(src, "t1ce"))
+
+
+def folder_named_like_a_file(src):
+    case_file(src, "t1ce").unlink()
+    case_file(src, "t1ce").mkdir()
+
+
+def capitals(src):
+    case_file(src, "t1ce").rename(src / CASE / f"{CASE}_T1CE.nii.gz")
+
+
+def other_case_id(src):
+    case_file(src, "t1ce").unlink()
+    shutil.copy(case_file(src, "t1ce", "SynBraTS_001"), src / CASE)
+
+
+def with_voxels(change):
+    """The case's T2 rewritten as float32 with ``change`` applied to its voxels."""
+    def breaker(src):
+        image = sitk.ReadImage(str(case_file(src, "t2")))
+        array = sitk.GetArrayFromImage(image).astype(np.float32)
+        change(array)
+        changed = sitk.GetImageFromArray(array)
+        changed.CopyInformation(image)
+        sitk.WriteImage(changed, str(case_file(src, "t2")))
+    return breaker
+
+
+def some_nan_and_inf(array):
+    array[0, 0, :2] = np.nan
+    array[1, 1, 1] = -np.inf
+
+
+def all_nan(array):
+    array[...] = np.nan
+
+
+BAD = {
+    "broken link": (broken_link, [f"{CASE}_t1ce.nii.gz is a broken link to ", "gone.nii.gz"]),
+    "folder": (folder_named_like_a_file, [f"{CASE}_t1ce.nii.gz is a folder, not an image file"]),
+    "capitals": (capitals, [f"{CASE}_T1CE.nii.gz is not named {CASE}_t1ce.nii.gz (BraTS file names are lower case)"]),
+    "other case id": (other_case_id, ["SynBraTS_001_t1ce.nii.gz carries the case id 'SynBraTS_001', not its "
+                                      f"folder's '{CASE}'"]),
+    "NaN and inf": (with_voxels(some_nan_and_inf), [f"{CASE}_t2.nii.gz has 3 non-finite voxels (2 NaN, 1 infinite, "
+                                                    f"of 4,096)", "would read them as 0"]),
+    "all NaN": (with_voxels(all_nan), [f"{CASE}_t2.nii.gz has 4,096 non-finite voxels (4,096 NaN, 0 infinite"]),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_a_file_that_would_be_read_wrongly_is_named(src, tmp_path, name):
+    breaker, needles = BAD[name]
+    breaker(src)
+    raw = tmp_path / "raw"
+    before = tree_hashes(src)
+    r = cli("convert-brats", "-i", src, "-d", 41, "--raw", raw)
+    assert_one_line_error(r.returncode, r.stderr.strip().splitlines(), "convert-brats", f"case '{CASE}'", *needles)
+    assert tree_hashes(src) == before and not raw.exists()
+
+
+def test_truncation_names_the_bytes_held_and_an_existing_dataset_names_the_option(src, tmp_path):
+    raw = tmp_path / "raw"
+    convert_brats(src, 42, raw_root=raw)
+    earlier = tree_hashes(raw)
+    r = cli("convert-brats", "-i", src, "-d", 42, "--raw", raw)
+    assert_one_line_error(r.returncode, r.stderr.strip().splitlines(), "convert-brats", "already exists",
+                          "pass --overwrite to replace it")
+    path = case_file(src, "seg")
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    held = len(zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:len(data) // 2]))
+    before = tree_hashes(src)
+    r = cli("convert-brats", "-i", src, "-d", 42, "--raw", raw, "--overwrite")
+    assert_one_line_error(r.returncode, r.stderr.strip().splitlines(), "convert-brats", f"case '{CASE}'",
+                          f"{path} is truncated", f"after {held:,} decompressed bytes")
+    assert tree_hashes(src) == before and tree_hashes(raw) == earlier

@@ -149,3 +149,16 @@ def test_a_truncated_input_file_is_named_instead_of_zero_filled(setup, capsys):
     code, _, err = predict(capsys, given, out)
     assert_one_line_error(code, err, "predict", image, "truncated")
     assert hashes(given, out) == before and not calls
+
+
+def test_continue_prediction_skips_the_cases_this_run_already_predicted(setup, capsys):
+    model, given, out, calls = setup
+    (given / "caseA_0000.nii.gz").rename(given / "earlier_0000.nii.gz")
+    (given / "caseA_0002.nii.gz").rename(given / "earlier_0002.nii.gz")
+    before = hashes(given, out)
+    code, stdout, err = predict(capsys, given, out, "--continue_prediction")
+    assert code == 0 and not calls, err
+    assert "1 case(s) already predicted by this run, skipped: earlier" in stdout and "nothing to do" in stdout
+    assert hashes(given, out) == before
+    code, _, err = predict(capsys, given, out, "--continue_prediction", "--overwrite")
+    assert_one_line_error(code, err, "predict", "--continue_prediction keeps earlier outputs, --overwrite replaces")
