@@ -120,12 +120,13 @@ def build_network(trainer: str, plans_manager, cm, num_inputs: int, num_outputs:
                    num_inputs, num_outputs, True)
 
 
-def nnunet_loss(cm, label_manager):
+def nnunet_loss(cm, label_manager, compiled: bool = False):
     """nnU-Net's own training loss (Dice+BCE for regions, Dice+CE for labels, deep-supervision
-    wrapper), made by nnUNetTrainer._build_loss on a stand-in for the trainer."""
+    wrapper), made by nnUNetTrainer._build_loss on a stand-in for the trainer; ``compiled``: as
+    on CUDA, where nnU-Net compiles its Dice term (``loss.dc = torch.compile(loss.dc)``)."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     stand_in = SimpleNamespace(label_manager=label_manager, configuration_manager=cm, is_ddp=False,
-                               enable_deep_supervision=True, _do_i_compile=lambda: False)
+                               enable_deep_supervision=True, _do_i_compile=lambda: compiled)
     stand_in._get_deep_supervision_scales = lambda: nnUNetTrainer._get_deep_supervision_scales(stand_in)
     return nnUNetTrainer._build_loss(stand_in)
 

@@ -1,13 +1,13 @@
 """``nnunet_prism doctor``: resolve every trainer the way ``nnUNetv2_train -tr`` does; with
 ``--cuda -d ID [-c CONFIG]``, also run one AMP training step, one validation step and one
 sliding-window prediction per trainer on the GPU at that dataset's plans and report time and
-peak memory (what fits, before a long run finds out)."""
+peak memory (what fits, before a long run finds out), and what torch.compile made of it: the
+whole network, its regions or nothing (``nnUNet_compile=f``), the graphs dynamo compiled in the
+warm-up step and after it (recompilations), and its graph breaks."""
 import contextlib
 import io
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from nnunet_prism import discovery
 
@@ -18,7 +18,8 @@ NO_CUDA = ("nnunet_prism doctor --cuda: torch sees no CUDA device (torch.cuda.is
 def add_arguments(parser):
     parser.add_argument("--cuda", action="store_true",
                         help="also run one AMP training step, one validation step and one sliding-window "
-                             "prediction per trainer on the GPU (needs -d) and report time and peak memory")
+                             "prediction per trainer on the GPU (needs -d) and report time, peak memory and "
+                             "torch.compile's graphs and graph breaks")
     parser.add_argument("-d", dest="dataset", default=None, help="dataset name or ID, as for nnUNetv2_train")
     parser.add_argument("-c", dest="configuration", default="3d_fullres")
     parser.add_argument("-tr", dest="trainers", nargs="+", default=None,
@@ -36,24 +37,21 @@ def _synchronized(device, function):
     return time.perf_counter() - start, torch.cuda.max_memory_allocated(device) / 2 ** 30
 
 
-def _check_trainer(name: str, args, device, scratch: Path) -> dict:
-    """One training step, one validation step, one sliding-window prediction of ``name``."""
+def _check_trainer(name: str, args, device) -> dict:
+    """One training step (after a warm-up step), one validation step, one sliding-window
+    prediction of ``name``, and dynamo's counts over them."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.run.run_training import get_trainer_from_args
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer = get_trainer_from_args(args.dataset, args.configuration, 0, name, device=device)
-    # write the run's log and debug files into a scratch folder, never into nnUNet_results
-    trainer.output_folder_base = str(scratch / name)
-    trainer.output_folder = str(scratch / name / "fold_0")
-    trainer.log_file = str(scratch / name / "fold_0" / "doctor_log.txt")
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer.on_train_start()
-    try:
+    from nnunet_prism.training.compilation import DynamoCounts, compile_mode
+    from nnunet_prism.training.trial import trial_trainer
+
+    with trial_trainer(args.dataset, args.configuration, name, device) as trainer:
+        start = DynamoCounts.now()
         batch = next(trainer.dataloader_train)
         trainer.network.train()
-        trainer.train_step(batch)  # warm-up: cuDNN autotuning, momentum buffers
+        trainer.train_step(batch)  # warm-up: compilation, cuDNN autotuning, momentum buffers
+        warmed = DynamoCounts.now()
         train = _synchronized(device, lambda: trainer.train_step(next(trainer.dataloader_train)))
         trainer.network.eval()
         validation = _synchronized(device, lambda: trainer.validation_step(next(trainer.dataloader_val)))
@@ -66,11 +64,21 @@ def _check_trainer(name: str, args, device, scratch: Path) -> dict:
         image = torch.randn(trainer.num_input_channels, *[int(p * 1.5) for p in patch])
         with torch.no_grad():
             predict = _synchronized(device, lambda: predictor.predict_sliding_window_return_logits(image))
-    finally:
-        with contextlib.redirect_stdout(io.StringIO()):
-            trainer.on_train_end()
-    return {"train": train, "validation": validation, "predict": predict, "patch": list(patch),
-            "batch": trainer.configuration_manager.batch_size}
+        end = DynamoCounts.now()
+        return {"train": train, "validation": validation, "predict": predict, "patch": list(patch),
+                "batch": trainer.configuration_manager.batch_size, "compiled": compile_mode(trainer.network),
+                "graphs_warmup": (warmed - start).graphs, "graphs_later": (end - warmed).graphs,
+                "graph_breaks": (end - start).graph_breaks}
+
+
+def describe(r: dict) -> str:
+    """One trainer's line of ``doctor --cuda``."""
+    compiled = (f"torch.compile {r['compiled']}: {r['graphs_warmup']} graphs in the warm-up step, "
+                f"{r['graphs_later']} recompiled after it, {r['graph_breaks']} graph breaks"
+                if r["compiled"] != "off" else "torch.compile off")
+    return (f"batch {r['batch']} x {'x'.join(map(str, r['patch']))}; "
+            + "; ".join(f"{k} {r[k][0]:.2f} s, {r[k][1]:.2f} GiB" for k in ("train", "validation", "predict"))
+            + f"; {compiled}")
 
 
 def run_cuda(args) -> int:
@@ -84,18 +92,16 @@ def run_cuda(args) -> int:
     print(f"{torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / 2 ** 30:.0f} "
           f"GiB; dataset {args.dataset}, {args.configuration}; time and peak torch.cuda.max_memory_allocated")
     failures = 0
-    with tempfile.TemporaryDirectory(prefix="nnunet_prism_doctor_") as scratch:
-        for name in names:
-            try:
-                r = _check_trainer(name, args, device, Path(scratch))
-            except Exception as e:  # one line per trainer, whatever failed (OOM, missing data)
-                failures += 1
-                print(f"  FAIL {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-                torch.cuda.empty_cache()
-                continue
-            print(f"  ok   {name}: batch {r['batch']} x {'x'.join(map(str, r['patch']))}; "
-                  + "; ".join(f"{k} {r[k][0]:.2f} s, {r[k][1]:.2f} GiB" for k in ("train", "validation", "predict")))
+    for name in names:
+        try:
+            r = _check_trainer(name, args, device)
+        except Exception as e:  # one line per trainer, whatever failed (OOM, missing data)
+            failures += 1
+            print(f"  FAIL {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             torch.cuda.empty_cache()
+            continue
+        print(f"  ok   {name}: {describe(r)}")
+        torch.cuda.empty_cache()
     return 1 if failures else 0
 
 

@@ -2,15 +2,18 @@
 mixtures of projected skip sets (the fused, unimodal and subset inputs of a multi-encoder network)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
-import torch.utils.checkpoint
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from torch import nn
 
 from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
+from nnunet_prism.networks.regions import checkpointed, dynamic_rows
+
+__all__ = ["checkpointed", "decode_fused", "decode_mixtures", "decode_rows", "decode_rows_in_chunks",
+           "decode_with_features", "mix_rows"]
 
 
 def _run_decoder(decoder: UNetDecoder, bottleneck: torch.Tensor,
@@ -94,31 +97,43 @@ def decode_mixtures(decoder: UNetDecoder, skips: Sequence[torch.Tensor], weights
     return _run_decoder(decoder, mix_rows(weights, projections[-1](skips[-1])), stage_output)
 
 
-def checkpointed(function: Callable, *args):
-    """``function(*args)`` whose activations are not kept but recomputed in the backward pass
-    (``torch.utils.checkpoint``, non-reentrant: RNG state restored, any output structure)."""
-    return torch.utils.checkpoint.checkpoint(function, *args, use_reentrant=False)
+def decode_rows(decoder: UNetDecoder, projections: Sequence[nn.Module], skips: Sequence[torch.Tensor],
+                weights: torch.Tensor, used: Optional[torch.Tensor] = None, checkpoint: bool = False
+                ) -> Tuple[Logits, torch.Tensor]:
+    """The decoder region of a multi-encoder network: ``decode_mixtures`` of the rows of
+    ``weights`` (N, P) over ``skips`` (per scale (P, C_r_s, *spatial_s)). With ``used`` (U,)
+    long, only those skip sets (and weight columns) take part: the ones a chunk's rows use.
+    ``checkpoint``: recomputed in the backward pass (``checkpointed``), indexing included."""
+    def decode(weights: torch.Tensor, *skips: torch.Tensor):
+        if used is not None:
+            weights, skips = weights[:, used], [s[used] for s in skips]
+        return decode_mixtures(decoder, skips, weights, projections)
+
+    return checkpointed(decode, weights, *skips) if checkpoint else decode(weights, *skips)
 
 
-def decode_mixtures_in_chunks(decoder: UNetDecoder, skips: Sequence[torch.Tensor], weights: torch.Tensor,
-                              projections: Sequence[nn.Module], rows_per_chunk: int = 1,
-                              checkpoint: bool = True) -> Tuple[Logits, torch.Tensor]:
-    """``decode_mixtures`` run on ``rows_per_chunk`` rows of ``weights`` (N, P) at a time, each
-    chunk with only the skip sets its weights use, under ``checkpointed`` when ``checkpoint``:
-    the backward pass then holds one chunk's decoder activations at a time instead of N rows'.
-    Same results as ``decode_mixtures`` (per-row computations; float summation order aside).
+def decode_fused(decoder: UNetDecoder, projections: Sequence[nn.Module], skips: Sequence[torch.Tensor],
+                 weights: torch.Tensor) -> Logits:
+    """The decoder region of a multi-encoder network's plain forward: the decoder's own output
+    (logits as ``decoder(...)`` gives them) on the projected weighted means
+    ``project(mix_rows(weights, skip))`` of the skip sets (weights (N, P), skips per scale
+    (P, C_r_s, *spatial_s))."""
+    return decoder([project(mix_rows(weights, s)) for project, s in zip(projections, skips)])
 
-    skips: per scale (P, C_r_s, *spatial_s); returns logits per level (N, C, *spatial_l) and
-    features (N, features_per_stage[0], *spatial), rows in the order of ``weights``.
-    """
-    def decode(chunk: torch.Tensor, used: torch.Tensor, *all_skips: torch.Tensor):
-        return decode_mixtures(decoder, [s[used] for s in all_skips], chunk[:, used], projections)
 
+def decode_rows_in_chunks(region: Callable, decoder: UNetDecoder, projections: Sequence[nn.Module],
+                          skips: Sequence[torch.Tensor], weights: torch.Tensor, rows_per_chunk: int,
+                          used: Sequence[torch.Tensor], checkpoint: bool = True) -> Tuple[Logits, torch.Tensor]:
+    """``decode_rows`` (through ``region``: itself or its compiled version) on ``rows_per_chunk``
+    rows of ``weights`` (N, P) at a time, chunk c with only the skip sets ``used[c]`` (long
+    indices, known before the forward: no synchronisation here), under ``checkpointed`` when
+    ``checkpoint``: the backward pass then holds one chunk's decoder activations at a time
+    instead of N rows'. Same results as ``decode_mixtures`` (per-row computations; float
+    summation order aside); logits per level (N, C, *spatial_l) and features
+    (N, features_per_stage[0], *spatial), rows in the order of ``weights``."""
     outputs = []
-    for start in range(0, weights.shape[0], rows_per_chunk):
-        chunk = weights[start:start + rows_per_chunk]
-        used = chunk.ne(0).any(0).nonzero(as_tuple=True)[0]
-        used = used if used.numel() else used.new_zeros(1)  # rows of zeros still need one skip set's shapes
-        outputs.append(checkpointed(decode, chunk, used, *skips) if checkpoint else decode(chunk, used, *skips))
+    for chunk, columns in zip(weights.split(rows_per_chunk), used):
+        chunk = dynamic_rows(chunk.clone(), 0, 1)  # a tensor of its own: no storage offset for dynamo to guard on
+        outputs.append(region(decoder, projections, skips, chunk, dynamic_rows(columns), checkpoint))
     logits = like_levels(outputs[0][0], [torch.cat(level) for level in zip(*(as_level_list(o[0]) for o in outputs))])
     return logits, torch.cat([o[1] for o in outputs])

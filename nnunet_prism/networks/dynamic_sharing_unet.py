@@ -23,6 +23,7 @@ from nnunet_prism.networks.multi_encoder_unet import default_encoder_width
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width)
+from nnunet_prism.networks.regions import CompiledRegions, run_module
 
 def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor) -> Logits:
     """F(H) of the DS framework (GMD, Eq. 2): mean over present modalities.
@@ -34,7 +35,14 @@ def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor) -> Logits
     return like_levels(per_modality, [masked_mean(t.unbind(1), modality_mask) for t in as_level_list(per_modality)])
 
 
-class DynamicSharingUNet(nn.Module):
+def encode_each_modality(encoders: Sequence[nn.Module], x: torch.Tensor) -> List[torch.Tensor]:
+    """The encoder region of the DS network: encoder m on channel m of x (B, M, *spatial) ->
+    per scale (M * B, C_s, *spatial_s), modality-major, highest resolution first."""
+    per_modality = [encoder(x[:, m:m + 1]) for m, encoder in enumerate(encoders)]
+    return [torch.cat(scale) for scale in zip(*per_modality)]
+
+
+class DynamicSharingUNet(CompiledRegions, nn.Module):
     """DS network: M one-channel encoders f_m, one shared UNetDecoder T run on every modality's
     skips, and the mean of the present modalities' logits.
 
@@ -53,7 +61,13 @@ class DynamicSharingUNet(nn.Module):
     passes then cost about one nnU-Net network.
 
     Normalisation must be per sample (nnU-Net's InstanceNorm); BatchNorm would mix modalities.
+
+    torch.compile: GMD takes its gradients at the skips between encoders and decoder, so its step
+    calls ``encode`` and ``decode`` itself; ``compile_regions`` compiles those two (the forward
+    is them plus the mean), and the trainers call it instead of compiling the whole network.
     """
+
+    REGIONS = "regions: the encoders' pass and the shared decoder's pass (GMD's gradients are taken between them)"
 
     def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
                  deep_supervision: bool = True, width: Optional[float] = None):
@@ -78,13 +92,12 @@ class DynamicSharingUNet(nn.Module):
         if x.shape[1] != self.num_modalities:
             raise ValueError(f"the network was built for {self.num_modalities} modalities but the input has "
                              f"{x.shape[1]} channels")
-        per_modality = [encoder(x[:, m:m + 1]) for m, encoder in enumerate(self.encoders)]
-        return [torch.cat(scale) for scale in zip(*per_modality)]
+        return self.region(encode_each_modality)(self.encoders, x)
 
     def decode(self, skips: Sequence[torch.Tensor]) -> Logits:
         """T applied to every modality: skips from ``encode`` -> per-modality logits
         (B, M, C, *spatial) (a list over deep-supervision levels, highest resolution first)."""
-        logits = self.decoder(list(skips))
+        logits = self.region(run_module)(self.decoder, list(skips))
         batch = skips[0].shape[0] // self.num_modalities
 
         def per_modality(t: torch.Tensor) -> torch.Tensor:

@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from nnunet_prism.deep_supervision import Logits, as_level_list, full_resolution, like_levels
-from nnunet_prism.networks.decoding import checkpointed, decode_mixtures, decode_mixtures_in_chunks, mix_rows
+from nnunet_prism.networks.decoding import decode_fused, decode_rows, decode_rows_in_chunks
 from nnunet_prism.networks.fusion import resolve_modality_mask
+from nnunet_prism.networks.pair_layout import PairLayout
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width, stage_sizes)
+from nnunet_prism.networks.regions import CompiledRegions, dynamic_rows, run_module
 
 def default_encoder_width(num_modalities: int) -> float:
     """1 / sqrt(M). A conv costs C_in * C_out, so M encoders at width w cost M * w^2 times one
@@ -87,17 +89,20 @@ class PresentEncoding:
     """Encoder outputs of the present (sample, modality) pairs, modality-major.
 
     samples, modalities: (P,) long, the pair of every row; features: per scale (P, C_s, *spatial_s);
-    mask: (B, M) bool, the modalities present. When no sample has any modality, the rows are
-    every pair, encoded only for their shapes, and none of them counts.
+    mask: (B, M) bool, the modalities present; layout: the same pairs known on the host (shapes,
+    decoder chunks). When no sample has any modality, the rows are every pair, encoded only for
+    their shapes, and none of them counts.
     """
     samples: torch.Tensor
     modalities: torch.Tensor
     features: List[torch.Tensor]
     mask: torch.Tensor
+    layout: PairLayout
+    chunk_pairs: List[torch.Tensor]
 
     @property
     def any_present(self) -> bool:
-        return bool(self.mask.any())
+        return self.layout.any_present
 
     def subset_weights(self, subsets: torch.Tensor) -> torch.Tensor:
         """(S * B, P), subset-major: row (s, b) averages the rows of sample b whose modality is
@@ -116,11 +121,6 @@ class PresentEncoding:
         every_modality = torch.ones(1, self.mask.shape[1], dtype=torch.bool, device=self.mask.device)
         return self.subset_weights(every_modality)
 
-    def fused(self, scale: int) -> torch.Tensor:
-        """(B, C_s, *spatial_s): ``fused_weights`` applied to the features of one scale. Absent
-        modalities are never computed, so they cannot leak."""
-        return mix_rows(self.fused_weights(), self.features[scale])
-
     def present_pairs(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(samples, modalities) of the rows that count (none when no modality is present)."""
         return (self.samples, self.modalities) if self.any_present else (self.samples[:0], self.modalities[:0])
@@ -133,7 +133,7 @@ class PresentEncoding:
         return torch.cat([self.fused_weights(), own])
 
 
-class MultiEncoderUNet(nn.Module):
+class MultiEncoderUNet(CompiledRegions, nn.Module):
     """One encoder per modality, masked-mean fusion at every skip scale, one UNetDecoder.
 
     Each modality has a one-channel encoder of the plan's family (PlainConvEncoder or
@@ -157,7 +157,15 @@ class MultiEncoderUNet(nn.Module):
     one chunk at a time, so the step holds one chunk's decoder activations instead of B + P
     rows' (benchmarks/memory.py). Same outputs and gradients (up to float summation order),
     about one more forward pass of compute.
+
+    torch.compile: the number of rows of every encoder pass and decoder call depends on the mask,
+    so the network is not one graph; ``compile_regions`` compiles each encoder pass and each
+    decoder call (``regions``, rows dynamic), the trainers call it instead of compiling the whole
+    network (docs/design.md, "torch.compile").
     """
+
+    REGIONS = ("regions: each encoder pass and each decoder call (rows dynamic); choosing the present "
+               "(sample, modality) pairs stays eager")
 
     #: decoder rows per recomputed chunk under ``activation_checkpointing``
     checkpoint_rows: int = 1
@@ -177,23 +185,23 @@ class MultiEncoderUNet(nn.Module):
         self.decoder = build_decoder(arch, decoder_interface(self.encoders[0], arch.features_per_stage),
                                      num_classes, deep_supervision)
 
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> PresentEncoding:
-        """x (B, M, *spatial), mask (B, M) bool -> the encoder outputs of the present pairs.
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor, rows_per_chunk: Optional[int] = None
+                ) -> PresentEncoding:
+        """x (B, M, *spatial), mask (B, M) bool -> the encoder outputs of the present pairs
+        (and, with ``rows_per_chunk``, the pairs each chunk of decoder rows uses).
 
         Encoder m runs only on the samples that have modality m (exact: the plans' InstanceNorm
         makes every sample independent of the others). With no modality in the whole batch
-        every encoder runs once so that the decoder still gets correctly shaped (zero) skips."""
-        pairs = mask if bool(mask.any()) else torch.ones_like(mask)
-        outputs, samples = [], []
-        for m, encoder in enumerate(self.encoders):
-            rows = pairs[:, m].nonzero(as_tuple=True)[0]
-            if rows.numel():
-                image = x[:, m:m + 1] if rows.numel() == x.shape[0] else x[rows, m:m + 1]
-                outputs.append(checkpointed(encoder, image) if self._checkpointing() else encoder(image))
-                samples.append((m, rows))
-        features = [torch.cat(scale) if len(scale) > 1 else scale[0] for scale in zip(*outputs)]
-        modalities = torch.cat([torch.full_like(rows, m) for m, rows in samples])
-        return PresentEncoding(torch.cat([rows for _, rows in samples]), modalities, features, mask)
+        every encoder runs once so that the decoder still gets correctly shaped (zero) skips.
+        The mask is read on the host once (``PairLayout``); each encoder pass is a region."""
+        layout = PairLayout.of(mask)
+        samples, modalities, chunk_pairs = layout.index_tensors(x.device, rows_per_chunk)
+        outputs = []
+        for m, start, count in layout.modality_rows():
+            image = x[samples[start:start + count], m][:, None]  # (count, 1, *spatial), contiguous
+            outputs.append(self.region(run_module)(self.encoders[m], dynamic_rows(image), self._checkpointing()))
+        features = [dynamic_rows(torch.cat(scale) if len(scale) > 1 else scale[0]) for scale in zip(*outputs)]
+        return PresentEncoding(samples, modalities, features, mask, layout, chunk_pairs)
 
     def _checkpointing(self) -> bool:
         """Whether this pass recomputes its activations in backward (training with gradients)."""
@@ -209,7 +217,8 @@ class MultiEncoderUNet(nn.Module):
             return self.forward_all(x, modality_mask)
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         encoded = self._encode(x, mask)
-        return self.decoder([project(encoded.fused(s)) for s, project in enumerate(self.projections)])
+        return self.region(decode_fused)(self.decoder, self.projections, encoded.features,
+                                         dynamic_rows(encoded.fused_weights(), 1))
 
     def forward_all(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None) -> MultiModalOutput:
         """Fused and per-modality outputs and decoder features from one encoder pass.
@@ -222,14 +231,15 @@ class MultiEncoderUNet(nn.Module):
         (b, m) equals ``forward(x, mask with only m)[b]``.
         """
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
-        encoded = self._encode(x, mask)
-        if self._checkpointing():
-            logits, features = decode_mixtures_in_chunks(self.decoder, encoded.features,
-                                                         encoded.fused_and_own_weights(), self.projections,
-                                                         self.checkpoint_rows)
+        checkpointing = self._checkpointing()
+        encoded = self._encode(x, mask, self.checkpoint_rows if checkpointing else None)
+        weights = dynamic_rows(encoded.fused_and_own_weights(), 0, 1)
+        if checkpointing:
+            logits, features = decode_rows_in_chunks(self.region(decode_rows), self.decoder, self.projections,
+                                                     encoded.features, weights, self.checkpoint_rows,
+                                                     encoded.chunk_pairs)
         else:
-            logits, features = decode_mixtures(self.decoder, encoded.features, encoded.fused_and_own_weights(),
-                                               self.projections)
+            logits, features = self.region(decode_rows)(self.decoder, self.projections, encoded.features, weights)
         batch = x.shape[0]
         fused, students = zip(*(t.split([batch, t.shape[0] - batch]) for t in as_level_list(logits)))
         fused_features, student_features = features.split([batch, features.shape[0] - batch])
@@ -251,7 +261,8 @@ class MultiEncoderUNet(nn.Module):
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
         subsets = torch.as_tensor(subset_masks, device=x.device).bool()
         encoded = self._encode(x, mask)
-        logits, _ = decode_mixtures(self.decoder, encoded.features, encoded.subset_weights(subsets), self.projections)
+        logits, _ = self.region(decode_rows)(self.decoder, self.projections, encoded.features,
+                                             dynamic_rows(encoded.subset_weights(subsets), 0, 1))
         return full_resolution(logits).unflatten(0, (subsets.shape[0], x.shape[0])).transpose(0, 1)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:

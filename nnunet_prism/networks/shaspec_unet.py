@@ -44,10 +44,13 @@ def default_shaspec_width(num_modalities: int) -> float:
 
 
 def generate_missing(features: torch.Tensor, modality_mask: torch.Tensor,
-                     shared: Optional[torch.Tensor] = None, first: bool = False) -> torch.Tensor:
+                     shared: Optional[torch.Tensor] = None, first: Union[bool, torch.Tensor] = False) -> torch.Tensor:
     """Paper Eq. 4 (several missing): absent entries replaced by the mean of the present modalities'
     shared features ``shared`` (default: ``features`` themselves); ``first=True`` (official code):
     by the shared feature of the sample's first present modality (channel order) instead.
+    ``first`` may be a bool tensor (the network's ``fill_from_first`` buffer): the rule is then
+    selected on the device, without reading the flag on the host (no graph break under
+    torch.compile).
 
     features, shared: (M, B, C, *spatial), modality-major; modality_mask: (B, M) bool -> same shape
     as ``features``. Absent entries are selected away (torch.where), so their values never leak.
@@ -55,11 +58,11 @@ def generate_missing(features: torch.Tensor, modality_mask: torch.Tensor,
     """
     source = features if shared is None else shared
     fill = masked_mean(source.unbind(0), modality_mask)  # (B, C, *spatial)
-    if first:
+    if isinstance(first, torch.Tensor) or first:
         rows = torch.arange(modality_mask.shape[0], device=source.device)
         first_present = source[modality_mask.int().argmax(dim=1), rows]
         some = modality_mask.any(dim=1).reshape(-1, *([1] * (fill.ndim - 1)))
-        fill = torch.where(some, first_present, fill)
+        fill = torch.where(some & first, first_present, fill)
     present = modality_mask.t().reshape(*modality_mask.t().shape, *([1] * (features.ndim - 2)))
     return torch.where(present, features, fill.unsqueeze(0))
 
@@ -152,7 +155,7 @@ class ShaSpecUNet(nn.Module):
         """Decoder output for a mask (N, M): shared skips (M, N, C_s, *sp_s) and composed bottleneck
         features (M, N, C, *sp) of all modalities, concatenated; an absent modality's entries are
         the mean of the present modalities' shared features at that scale (Eq. 4)."""
-        first = bool(self.fill_from_first)
+        first = self.fill_from_first
 
         def concat(features, source=None):  # (M, N, C, *sp) -> (N, M*C, *sp), modality-major channels
             return generate_missing(features, mask, source, first).transpose(0, 1).flatten(1, 2)

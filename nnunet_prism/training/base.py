@@ -29,6 +29,7 @@ from torch import autocast
 from nnunet_prism.deep_supervision import full_resolution
 from nnunet_prism.errors import install_excepthook
 from nnunet_prism.modalities import modality_names, zero_absent_channels
+from nnunet_prism.training.compilation import compile_network
 from nnunet_prism.training.hyperparameters import (Hyperparameter, HyperparameterMixin, load_overrides, resolve,
                                                    user_values)
 from nnunet_prism.training.modality_masking import ModalityMaskingMixin, check_missing_rates
@@ -160,6 +161,13 @@ class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTr
 
     def restore_checkpoint_state(self, state: dict) -> None:
         """Restore what ``checkpoint_state`` returned (called by nnU-Net's load_checkpoint)."""
+
+    def configure_optimizers(self):
+        """nnU-Net's optimiser and schedule. nnU-Net's ``initialize`` calls this right after its
+        ``torch.compile(network)`` and before the DDP wrapper: where a network whose shapes depend
+        on the modality mask swaps that for its compiled regions (``compilation.compile_network``)."""
+        self.network = compile_network(self.network, self.print_to_log_file)
+        return super().configure_optimizers()
 
     def unwrapped_network(self) -> torch.nn.Module:
         return unwrap(self.network)

@@ -1,0 +1,131 @@
+"""nnU-Net's default CUDA path compiles the network (``torch.compile``) and its Dice term; measured
+here on the CPU with dynamo's ``eager`` backend (dynamo traces, no kernels are built). Every
+trainer's network, compiled the way its trainer compiles it (``compilation.compile_network``:
+the whole network, or its regions), in training mode with activation checkpointing where it has
+it, runs all 15 modality masks in training steps (forward, the trainer's loss, backward), then
+validation batches and sliding-window patches (batch 1, no mask, absent channels all zero):
+no graph break, and no more graphs than a small fixed number for all of that."""
+import json
+from functools import partial
+
+import pytest
+import torch
+import torch._dynamo
+from torch._dynamo import OptimizedModule
+
+from nnunet_prism.modalities import subset_masks
+from nnunet_prism.training.compilation import REGIONS, WHOLE, DynamoCounts, compile_mode, compile_network
+from test_memory_saving import BENCHMARKS, REGIONS as REGION_LABELS
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+#: trainer -> (how its trainer compiles the network, most graphs for all the steps below; measured
+#: on torch 2.14: 5, 12, 12, 5, 9). nnU-Net's network (also ModalityDropout's) and ShaSpec's have
+#: static shapes: one graph per grad mode and batch size (training 2, validation 2, sliding window
+#: 1). The multi-encoder regions (MissingModality, PRISM): an encoder pass and a decoder call, each
+#: for one row and for any number of rows (dynamo specialises size 1), with and without gradients,
+#: and the plain forward of the sliding window. GMD/DS: encoders and decoder per grad mode and batch
+#: size. nnU-Net's compiled Dice term adds its own graphs (deep-supervision levels, row counts).
+#: Before the regions: 17 graph breaks and 27 graphs for the multi-encoder network, 6 and 9 for
+#: ShaSpec, and GMD's training step was not compiled at all.
+EXPECTED = {"nnUNetTrainer": (WHOLE, 6), "nnUNetTrainerMissingModality": (REGIONS, 13),
+            "nnUNetTrainerPRISM": (REGIONS, 13), "nnUNetTrainerShaSpec": (WHOLE, 6),
+            "nnUNetTrainerGMD": (REGIONS, 10)}
+#: 2d as well for the network whose shapes depend on the mask (the others are the same code in 2d)
+CASES = [(trainer, 3) for trainer in sorted(EXPECTED)] + [("nnUNetTrainerMissingModality", 2)]
+MASKS = [torch.tensor(m) for m in subset_masks(4)]  # the 15 non-empty subsets of 4 modalities
+
+
+@pytest.fixture
+def eager_backend(monkeypatch):
+    """Every torch.compile (nnU-Net's, the regions', the Dice term's) with dynamo's eager backend."""
+    monkeypatch.setattr(torch, "compile", partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.fixture(scope="module")
+def memory():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("benchmark_memory", BENCHMARKS / "memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def small_plans(tmp_path, dims: int):
+    """The BraTS2021-like plans cut to 3 stages (8/16/32 features), patch 16^3 (3d) or 32^2 (2d),
+    batch 2, the four BraTS modalities and regions."""
+    plans = json.loads((BENCHMARKS / "brats2021_like_plans.json").read_text())
+    config = plans["configurations"]["3d_fullres"]
+    arch = config["architecture"]["arch_kwargs"]
+    arch.update(n_stages=3, features_per_stage=[8, 16, 32], kernel_sizes=[[3] * dims] * 3,
+                strides=[[1] * dims, [2] * dims, [2] * dims], n_conv_per_stage=[2] * 3,
+                n_conv_per_stage_decoder=[2] * 2)
+    config["patch_size"] = [16] * 3 if dims == 3 else [32] * 2
+    if dims == 2:
+        arch.update(conv_op="torch.nn.modules.conv.Conv2d", norm_op="torch.nn.modules.instancenorm.InstanceNorm2d")
+    dataset = json.loads((BENCHMARKS / "brats2021_like_dataset.json").read_text())
+    assert dataset["labels"] == REGION_LABELS
+    (tmp_path / "plans.json").write_text(json.dumps(plans))
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    return tmp_path / "plans.json", tmp_path / "dataset.json"
+
+
+def trainer_output(trainer, network, data, mask):
+    """The logits a trainer's validation step takes its loss from."""
+    if trainer in ("nnUNetTrainerMissingModality", "nnUNetTrainerPRISM"):
+        return network(data, mask, return_all=True).fused
+    return network(data) if trainer == "nnUNetTrainer" else network(data, mask)
+
+
+def run_every_step(memory, trainer, network, loss, cm, label_manager):
+    """Training steps over the 15 masks (two samples each), validation batches, sliding-window
+    patches (deep supervision off, batch 1, no mask: all-zero channels are absent)."""
+    data, _, target = memory.make_batch(cm, label_manager, cm.patch_size, 4, 4, "cpu")
+    shape = (-1, 4) + (1,) * len(cm.patch_size)
+    batches = [torch.stack([m, MASKS[(i + 5) % 15]]) for i, m in enumerate(MASKS)]
+    network.train()
+    for mask in batches:
+        x = data * mask.reshape(shape)
+        memory.training_loss(trainer, network, loss, x, mask, target, label_manager).backward()
+    network.eval()
+    with torch.no_grad():
+        for mask in batches:
+            loss(trainer_output(trainer, network, data * mask.reshape(shape), mask), target)
+        getattr(network, "_orig_mod", network).decoder.deep_supervision = False
+        for mask in MASKS + [torch.zeros(4, dtype=torch.bool)]:
+            network(data[:1] * mask.reshape(shape))
+
+
+@pytest.mark.parametrize("trainer, dims", CASES, ids=[f"{t}-{d}d" for t, d in CASES])
+def test_every_network_compiles_without_graph_breaks_and_few_graphs(trainer, dims, memory, eager_backend,
+                                                                    tmp_path):
+    plans_manager, cm, label_manager, _ = memory.load_plans(*small_plans(tmp_path, dims), "3d_fullres")
+    torch.manual_seed(0)
+    network = memory.build_network(trainer, plans_manager, cm, 4, label_manager.num_segmentation_heads)
+    if hasattr(network, "activation_checkpointing"):
+        network.activation_checkpointing = True  # as the trainers do on CUDA
+    lines = []
+    network = compile_network(torch.compile(network), lines.append)  # what nnU-Net and our trainers do
+    mode, most_graphs = EXPECTED[trainer]
+    assert compile_mode(network) == mode and len(lines) == 1 and lines[0].startswith("torch.compile: ")
+    loss = memory.nnunet_loss(cm, label_manager, compiled=True)
+    assert isinstance(loss.loss.dc, OptimizedModule)  # nnU-Net's compiled Dice term
+
+    run_every_step(memory, trainer, network, loss, cm, label_manager)
+    counts = DynamoCounts.now()
+    assert counts.graph_breaks == 0, DynamoCounts.break_reasons()
+    assert 1 <= counts.graphs <= most_graphs
+
+
+def test_compile_network_keeps_nnunets_wrapper_for_static_networks_and_logs_one_line(eager_backend):
+    plain = torch.nn.Conv3d(1, 1, 1)
+    lines = []
+    assert compile_network(plain, lines.append) is plain and lines == []  # nnU-Net did not compile (CPU)
+    wrapped = torch.compile(plain)
+    assert compile_network(wrapped, lines.append) is wrapped and isinstance(wrapped, OptimizedModule)
+    assert lines == ["torch.compile: whole network (nnU-Net's torch.compile of Conv3d)"]
+    assert compile_mode(wrapped) == WHOLE and compile_mode(plain) == "off"

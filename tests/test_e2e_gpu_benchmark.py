@@ -1,0 +1,38 @@
+"""benchmarks/gpu.py end to end on the CPU (``--device cpu --backend eager``): nnU-Net's real
+trainer set-up with its compile step taken (nnU-Net compiles on CUDA only; the script forces it),
+so the trainers' own compile choice runs as it will on a GPU: nnU-Net's whole-network compile
+for its network, the regions for the multi-encoder and dynamic-sharing networks, one log line,
+no graph break, and the Markdown table the GPU run will print."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+
+
+def test_gpu_benchmark_smoke_run_on_the_cpu(region_dataset, tmp_path):
+    env = {**region_dataset.train_env(), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "gpu.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "-d", str(region_dataset.dataset_id), "--device", "cpu",
+                           "--backend", "eager", "--trainers", "nnUNetTrainerPRISM", "nnUNetTrainerGMD",
+                           "--modes", "compiled", "--warmup", "1", "--iterations", "1", "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {r["trainer"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["nnUNetTrainer", "nnUNetTrainerPRISM", "nnUNetTrainerGMD"]  # the baseline added
+    assert {t: r["compiled"] for t, r in rows.items()} == {
+        "nnUNetTrainer": "whole network", "nnUNetTrainerPRISM": "regions", "nnUNetTrainerGMD": "regions"}
+    for trainer, r in rows.items():
+        assert r["graph_breaks"] == 0, (trainer, r["break_reasons"])
+        assert 0 < r["graphs_warmup"] + r["graphs_later"] + r["graphs_validation"] <= 16
+    for trainer in ("nnUNetTrainerPRISM", "nnUNetTrainerGMD"):  # ours: one line (nnU-Net's own trainer: none)
+        assert len(rows[trainer]["log_lines"]) == 1, rows[trainer]["log_lines"]
+    assert "instead of the whole network" in rows["nnUNetTrainerPRISM"]["log_lines"][0]
+    table = [l for l in done.stdout.splitlines() if l.startswith("| nnUNetTrainer")]
+    assert [l.split(" | ")[0] for l in table] == ["| nnUNetTrainer", "| nnUNetTrainerPRISM", "| nnUNetTrainerGMD"]
+    assert "backend eager; torch " in done.stdout and "nnU-Net 2.8" in done.stdout

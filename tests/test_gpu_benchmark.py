@@ -1,0 +1,83 @@
+"""benchmarks/gpu.py's arithmetic and table (hand-made rows: no GPU needed), and the compile part
+of ``nnunet_prism doctor --cuda``'s line. The script itself runs end to end on the CPU in
+tests/test_e2e_gpu_benchmark.py."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from nnunet_prism.commands.doctor import describe
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    spec = importlib.util.spec_from_file_location("benchmark_gpu", BENCHMARKS / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def row(trainer, mode, seconds, graphs, warmup=2, **extra):
+    """A measured row: steps with these seconds and graphs compiled in each."""
+    return {"trainer": trainer, "mode": mode, "compiled": "regions" if mode == "compiled" else "off",
+            "steps": [{"seconds": s, "graphs": g} for s, g in zip(seconds, graphs)], "warmup": warmup,
+            "peak_memory_mb": 2048.0, "graphs_warmup": sum(graphs[:warmup]), "graphs_later": sum(graphs[warmup:]),
+            "graphs_validation": 1, "graph_breaks": 0, "present_modalities_per_sample": 2.0, **extra}
+
+
+def results(rows):
+    header = {"device": "GPU X (80 GiB)", "torch": "2.11", "nnunet": "2.8.1", "date": "2026-12-04", "dataset": "990",
+              "configuration": "3d_fullres", "patch": "128x128x128", "batch": 2, "warmup": 2, "iterations": 3,
+              "memory": "torch.cuda.max_memory_allocated", "command": "python gpu.py -d 990"}
+    return {"header": header, "rows": rows}
+
+
+def test_seconds_per_iteration_leave_out_the_steps_that_compiled_and_count_them_as_compile_time(gpu):
+    # warm-up 30 s (compiling) and 1 s; timed 1.0, 9.0 (recompiled), 2.0
+    summary = gpu.summarise(row("A", "compiled", [30.0, 1.0, 1.0, 9.0, 2.0], [4, 0, 0, 1, 0]))
+    assert summary["s_per_it"] == pytest.approx(1.5)
+    assert summary["compile_s"] == pytest.approx((30 - 1.5) + (9 - 1.5))
+    assert (summary["timed_steps"], summary["timed_steps_compiling"]) == (3, 1)
+    assert math.isnan(gpu.summarise(row("A", "compiled", [3.0, 3.0, 3.0], [1, 1, 1], warmup=1))["s_per_it"])
+
+
+def test_ratios_are_to_nnunet_in_the_same_mode(gpu):
+    rows = {(r["trainer"], r["mode"]): r for r in [
+        row("nnUNetTrainer", "compiled", [9, 9, 1, 1, 1], [1, 0, 0, 0, 0]),
+        row("nnUNetTrainer", "eager", [2, 2, 2, 2, 2], [0] * 5),
+        row("nnUNetTrainerPRISM", "compiled", [9, 9, 3, 3, 3], [1, 0, 0, 0, 0]),
+        row("nnUNetTrainerPRISM", "eager", [5, 5, 5, 5, 5], [0] * 5)]}
+    assert gpu.ratio(rows, "nnUNetTrainerPRISM", "compiled") == pytest.approx(3.0)
+    assert gpu.ratio(rows, "nnUNetTrainerPRISM", "eager") == pytest.approx(2.5)
+    assert math.isnan(gpu.ratio(rows, "nnUNetTrainerGMD", "compiled"))  # not measured
+
+
+def test_table_has_versions_targets_and_one_line_per_trainer_failures_included(gpu):
+    table = gpu.markdown(results([
+        row("nnUNetTrainerPRISM", "compiled", [9, 9, 3, 3, 3], [5, 0, 0, 0, 0]),
+        row("nnUNetTrainer", "compiled", [9, 9, 1, 1, 1], [1, 0, 0, 0, 0]),
+        row("nnUNetTrainer", "eager", [2, 2, 2, 2, 2], [0] * 5),
+        row("nnUNetTrainerMissingModality", "compiled", [9, 9, 1.2, 1.2, 1.2], [5, 0, 0, 0, 0]),
+        {"trainer": "nnUNetTrainerGMD", "mode": "compiled", "error": "CUDA out of memory"}]))
+    lines = table.splitlines()
+    assert lines[0].startswith("GPU X (80 GiB); torch 2.11; nnU-Net 2.8.1; 2026-12-04; dataset 990 3d_fullres")
+    body = [l for l in lines if l.startswith("| nnUNet")]
+    assert [l.split(" | ")[0] for l in body] == ["| nnUNetTrainer", "| nnUNetTrainerMissingModality",
+                                                 "| nnUNetTrainerPRISM", "| nnUNetTrainerGMD"]  # TRAINERS' order
+    prism = body[2].split(" | ")
+    assert prism[1:4] == ["regions", "3.000 s", "–"] and prism[5] == "3.00x (NOT met: <= 2.0)"
+    assert prism[7] == "6 s" and prism[8] == "5 / 0 / 1"  # only the first step compiled: 9 - 3
+    assert body[1].split(" | ")[5] == "1.20x (met: <= 1.5)"
+    assert "FAILED: compiled: CUDA out of memory" in body[3]
+    assert all(l.count("|") == lines[2].count("|") for l in body), "every row has every column"
+
+
+def test_doctor_line_says_what_torch_compile_did():
+    measured = {"batch": 2, "patch": [128, 128, 128], "train": (0.5, 9.0), "validation": (0.2, 3.0),
+                "predict": (1.0, 2.0), "compiled": "regions", "graphs_warmup": 6, "graphs_later": 3, "graph_breaks": 0}
+    assert describe(measured).endswith("torch.compile regions: 6 graphs in the warm-up step, 3 recompiled after it, "
+                                       "0 graph breaks")
+    assert describe({**measured, "compiled": "off"}).endswith("; torch.compile off")
