@@ -25,6 +25,7 @@ import functools
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -66,7 +67,7 @@ def measure(dataset: str, configuration: str, name: str, mode: str, device_name:
 
     from nnunet_prism.training.compilation import DynamoCounts, compile_mode
     from nnunet_prism.training.trial import log_lines, trial_trainer
-    from trainer_step import peak_memory_mb, present_modalities
+    from trainer_step import peak_memory_mb, present_modalities, step_times
 
     os.environ["nnUNet_compile"] = "t" if mode == "compiled" else "f"
     device = torch.device(device_name)
@@ -85,33 +86,46 @@ def measure(dataset: str, configuration: str, name: str, mode: str, device_name:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
             before = DynamoCounts.now()
-            seconds = timed(lambda: trainer.train_step(batch), device)
+            seconds = step_times(lambda: trainer.train_step(batch), device, 1)[0]
             steps.append({"seconds": seconds, "graphs": (DynamoCounts.now() - before).graphs})
         peak = peak_memory_mb(device)
         timed_end = DynamoCounts.now()
         trainer.network.eval()
         with torch.no_grad():
-            trainer.validation_step(next(trainer.dataloader_val))
-        end = DynamoCounts.now()
+            validation = next(trainer.dataloader_val)
+            trainer.validation_step(validation)
+            end = DynamoCounts.now()
+            difference = compiled_minus_eager(trainer, validation) if mode == "compiled" else None
         return {"trainer": name, "mode": mode, "compiled": compile_mode(trainer.network),
                 "log_lines": log_lines(trainer, "torch.compile: "), "steps": steps, "warmup": warmup,
                 "peak_memory_mb": peak, "graphs_warmup": (warmed - start).graphs,
                 "graphs_later": (timed_end - warmed).graphs, "graphs_validation": (end - timed_end).graphs,
                 "graph_breaks": (end - start).graph_breaks, "break_reasons": DynamoCounts.break_reasons()[:5],
+                "relative_difference_to_eager": difference,
                 "present_modalities_per_sample": present_modalities(trainer, batches),
                 "patch_size": list(trainer.configuration_manager.patch_size),
                 "batch_size": trainer.configuration_manager.batch_size}
 
 
-def timed(function, device) -> float:
+def compiled_minus_eager(trainer, batch) -> float:
+    """max |compiled - eager| / max |eager| of the full-resolution validation logits of one batch
+    (float32, no autocast): the same network with every torch.compile ignored
+    (``torch.compiler.set_stance("force_eager")``) is the reference."""
     import torch
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    function()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+
+    from nnunet_prism.deep_supervision import full_resolution
+
+    def logits():
+        if hasattr(trainer, "step_inputs"):  # ours: the modality mask and zeroed channels of the step
+            out = trainer.forward(trainer.step_inputs(batch, training=False), training=False)
+        else:
+            out = trainer.network(batch["data"].to(trainer.device))
+        return full_resolution(getattr(out, "fused", out)).float()
+
+    compiled = logits()
+    with torch.compiler.set_stance("force_eager"):
+        eager = logits()
+    return float((compiled - eager).abs().max() / eager.abs().max().clamp(min=1e-12))
 
 
 # -- summary ----------------------------------------------------------------------------------------
@@ -145,7 +159,7 @@ def table_row(trainer: str, rows: dict) -> str:
     failed = [f"{mode}: {row['error']}" for mode, row in (("compiled", compiled), ("eager", eager))
               if row and "error" in row]
     if failed:
-        return f"| {trainer} | FAILED: {'; '.join(failed)} |" + " |" * 10
+        return f"| {trainer} | FAILED: {'; '.join(failed)} |" + " |" * 11
     c, e = (summarise(row) if row else {} for row in (compiled, eager))
     r, target = ratio(rows, trainer, "compiled"), TARGETS.get(trainer)
     verdict = "" if target is None or r != r else f" ({'met' if r <= target else 'NOT met'}: <= {target})"
@@ -156,6 +170,7 @@ def table_row(trainer: str, rows: dict) -> str:
              _cell(c.get("compile_s"), ".0f", " s"),
              " / ".join(str(compiled[k]) for k in ("graphs_warmup", "graphs_later", "graphs_validation"))
              if compiled else "–", str(compiled["graph_breaks"]) if compiled else "–",
+             _cell(compiled.get("relative_difference_to_eager") if compiled else None, ".1e"),
              " / ".join(_cell(row["peak_memory_mb"] / 1024 if row else None, ".2f", " GiB") for row in (compiled, eager)),
              _cell((compiled or eager)["present_modalities_per_sample"], ".2f")]
     return "| " + " | ".join(cells) + " |"
@@ -165,20 +180,23 @@ def markdown(results: dict) -> str:
     """The table of ``results`` ({"header": {...}, "rows": [row, ...]}), trainers in TRAINERS' order."""
     h = results["header"]
     rows = {(r["trainer"], r["mode"]): r for r in results["rows"]}
+    first = next((r for r in results["rows"] if "error" not in r), {"patch_size": ["?"], "batch_size": "?"})
     measured = {trainer for trainer, _ in rows}
     trainers = [t for t in TRAINERS if t in measured] + sorted(measured - set(TRAINERS))
     lines = [f"{h['device']}; torch {h['torch']}; nnU-Net {h['nnunet']}; {h['date']}; dataset {h['dataset']} "
-             f"{h['configuration']} (patch {h['patch']}, batch {h['batch']}); command: `{h['command']}`", "",
+             f"{h['configuration']} (patch {'x'.join(map(str, first['patch_size']))}, batch {first['batch_size']}); "
+             f"command: `{h['command']}`", "",
              "| trainer | compiled | s/it compiled | s/it eager | compiled / eager | ratio to nnUNetTrainer, compiled "
              "(target) | ratio, eager | compile time | graphs: warm-up / later / validation | graph breaks | "
-             "peak memory compiled / eager | modalities / sample |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "logits vs eager | peak memory compiled / eager | modalities / sample |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [table_row(trainer, rows) for trainer in trainers]
     lines += ["", "s/it: mean over the timed steps in which dynamo compiled nothing (after "
               f"{h['warmup']} warm-up steps, {h['iterations']} timed); compile time: what the steps that compiled "
               "took beyond that; graphs: compiled by dynamo in the warm-up / in the timed steps / in one validation "
-              f"step. Peak memory: {h['memory']}. Ratios: to nnUNetTrainer in the same mode and run; targets: "
-              "issue 24."]
+              "step; logits vs eager: max |compiled - eager| / max |eager| of one validation batch's logits "
+              f"(float32). Peak memory: {h['memory']}. Ratios: to nnUNetTrainer in the same mode and run; "
+              "targets: issue 24."]
     return "\n".join(lines) + "\n"
 
 
@@ -205,14 +223,19 @@ def run_one(args, trainer: str, mode: str) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", trainer, mode, "-d", args.dataset,
                "-c", args.configuration, "--device", args.device, "--backend", args.backend,
                "--warmup", str(args.warmup), "--iterations", str(args.iterations)]
+    # a session of its own: a timeout ends the worker and its data-augmentation processes together
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout_s)
+        stdout, stderr = worker.communicate(timeout=args.timeout_s)
     except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.communicate()
         return {"trainer": trainer, "mode": mode, "error": f"timed out after {args.timeout_s} s"}
-    found = [l for l in done.stdout.splitlines() if l.startswith(RESULT)]
-    if done.returncode != 0 or not found:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        error = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else f"exit {done.returncode}")
+    found = [l for l in stdout.splitlines() if l.startswith(RESULT)]
+    if worker.returncode != 0 or not found:
+        lines = (stderr or stdout).strip().splitlines()
+        error = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else f"exit {worker.returncode}")
         return {"trainer": trainer, "mode": mode, "error": error.strip()[:200]}
     return json.loads(found[-1][len(RESULT):])
 
@@ -229,6 +252,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--backend", default="inductor", help="torch.compile backend (inductor: nnU-Net's)")
     parser.add_argument("--timeout-s", type=int, default=480, help="per trainer and mode")
+    parser.add_argument("--budget-s", type=int, default=None,
+                        help="start no new trainer or mode after this many seconds (the rest: 'not run')")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here after every trainer")
     parser.add_argument("--append", action="store_true", help="add to the rows already in --json")
     parser.add_argument("--worker", nargs=2, metavar=("TRAINER", "MODE"), help=argparse.SUPPRESS)
@@ -241,21 +266,21 @@ def main(argv=None):
     results = {"header": header(args), "rows": []}
     if args.append and args.json and args.json.is_file():
         results["rows"] = json.loads(args.json.read_text())["rows"]
+    start = time.perf_counter()
     for trainer in ([BASELINE] if BASELINE not in args.trainers else []) + args.trainers:
         for mode in args.modes:
-            if any((r["trainer"], r["mode"]) == (trainer, mode) for r in results["rows"]):
+            if any((r["trainer"], r["mode"]) == (trainer, mode) and "error" not in r for r in results["rows"]):
                 continue  # measured by an earlier call (--append)
-            row = run_one(args, trainer, mode)
+            results["rows"] = [r for r in results["rows"] if (r["trainer"], r["mode"]) != (trainer, mode)]
+            if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
+                row = {"trainer": trainer, "mode": mode, "error": f"not run (--budget-s {args.budget_s})"}
+            else:
+                row = run_one(args, trainer, mode)
             results["rows"].append(row)
             shown = row.get("error") or f"{summarise(row)['s_per_it']:.3f} s/it, {row['compiled']}"
             print(f"{trainer} {mode}: {shown}", flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
-    first = next((r for r in results["rows"] if "error" not in r), None)
-    results["header"].update(patch="x".join(map(str, first["patch_size"])) if first else "?",
-                             batch=first["batch_size"] if first else "?")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
     print(markdown(results))
     return 1 if any("error" in r for r in results["rows"]) else 0
 

@@ -15,7 +15,8 @@ from torch._dynamo import OptimizedModule
 
 from nnunet_prism.modalities import subset_masks
 from nnunet_prism.training.compilation import REGIONS, WHOLE, DynamoCounts, compile_mode, compile_network
-from test_memory_saving import BENCHMARKS, REGIONS as REGION_LABELS
+from benchmark_helpers import BENCHMARKS, load_benchmark
+from test_memory_saving import REGIONS as REGION_LABELS
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -48,11 +49,7 @@ def eager_backend(monkeypatch):
 
 @pytest.fixture(scope="module")
 def memory():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("benchmark_memory", BENCHMARKS / "memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("memory")
 
 
 def small_plans(tmp_path, dims: int):

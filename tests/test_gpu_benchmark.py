@@ -1,36 +1,32 @@
 """benchmarks/gpu.py's arithmetic and table (hand-made rows: no GPU needed), and the compile part
 of ``nnunet_prism doctor --cuda``'s line. The script itself runs end to end on the CPU in
 tests/test_e2e_gpu_benchmark.py."""
-import importlib.util
+import json
 import math
-from pathlib import Path
 
 import pytest
 
+from benchmark_helpers import load_benchmark
 from nnunet_prism.commands.doctor import describe
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def gpu():
-    spec = importlib.util.spec_from_file_location("benchmark_gpu", BENCHMARKS / "gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu")
 
 
 def row(trainer, mode, seconds, graphs, warmup=2, **extra):
     """A measured row: steps with these seconds and graphs compiled in each."""
     return {"trainer": trainer, "mode": mode, "compiled": "regions" if mode == "compiled" else "off",
             "steps": [{"seconds": s, "graphs": g} for s, g in zip(seconds, graphs)], "warmup": warmup,
-            "peak_memory_mb": 2048.0, "graphs_warmup": sum(graphs[:warmup]), "graphs_later": sum(graphs[warmup:]),
-            "graphs_validation": 1, "graph_breaks": 0, "present_modalities_per_sample": 2.0, **extra}
+            "peak_memory_mb": 2048.0, "patch_size": [128, 128, 128], "batch_size": 2, "graphs_warmup": sum(graphs[:warmup]), "graphs_later": sum(graphs[warmup:]),
+            "graphs_validation": 1, "graph_breaks": 0, "present_modalities_per_sample": 2.0,
+            "relative_difference_to_eager": 2e-7 if mode == "compiled" else None, **extra}
 
 
 def results(rows):
     header = {"device": "GPU X (80 GiB)", "torch": "2.11", "nnunet": "2.8.1", "date": "2026-12-04", "dataset": "990",
-              "configuration": "3d_fullres", "patch": "128x128x128", "batch": 2, "warmup": 2, "iterations": 3,
+              "configuration": "3d_fullres", "warmup": 2, "iterations": 3,
               "memory": "torch.cuda.max_memory_allocated", "command": "python gpu.py -d 990"}
     return {"header": header, "rows": rows}
 
@@ -63,13 +59,15 @@ def test_table_has_versions_targets_and_one_line_per_trainer_failures_included(g
         row("nnUNetTrainerMissingModality", "compiled", [9, 9, 1.2, 1.2, 1.2], [5, 0, 0, 0, 0]),
         {"trainer": "nnUNetTrainerGMD", "mode": "compiled", "error": "CUDA out of memory"}]))
     lines = table.splitlines()
-    assert lines[0].startswith("GPU X (80 GiB); torch 2.11; nnU-Net 2.8.1; 2026-12-04; dataset 990 3d_fullres")
+    assert lines[0].startswith("GPU X (80 GiB); torch 2.11; nnU-Net 2.8.1; 2026-12-04; dataset 990 3d_fullres "
+                               "(patch 128x128x128, batch 2)")
     body = [l for l in lines if l.startswith("| nnUNet")]
     assert [l.split(" | ")[0] for l in body] == ["| nnUNetTrainer", "| nnUNetTrainerMissingModality",
                                                  "| nnUNetTrainerPRISM", "| nnUNetTrainerGMD"]  # TRAINERS' order
     prism = body[2].split(" | ")
     assert prism[1:4] == ["regions", "3.000 s", "–"] and prism[5] == "3.00x (NOT met: <= 2.0)"
     assert prism[7] == "6 s" and prism[8] == "5 / 0 / 1"  # only the first step compiled: 9 - 3
+    assert prism[10] == "2.0e-07"
     assert body[1].split(" | ")[5] == "1.20x (met: <= 1.5)"
     assert "FAILED: compiled: CUDA out of memory" in body[3]
     assert all(l.count("|") == lines[2].count("|") for l in body), "every row has every column"
@@ -81,3 +79,19 @@ def test_doctor_line_says_what_torch_compile_did():
     assert describe(measured).endswith("torch.compile regions: 6 graphs in the warm-up step, 3 recompiled after it, "
                                        "0 graph breaks")
     assert describe({**measured, "compiled": "off"}).endswith("; torch.compile off")
+
+
+def test_append_keeps_measured_rows_and_the_budget_leaves_the_rest_not_run(gpu, tmp_path, capsys):
+    out = tmp_path / "gpu.json"
+    measured = row("nnUNetTrainer", "compiled", [9, 9, 1, 1, 1], [1, 0, 0, 0, 0])
+    out.write_text(json.dumps(results([measured, {"trainer": "nnUNetTrainer", "mode": "eager",
+                                                                 "error": "timed out after 480 s"}])))
+    code = gpu.main(["-d", "990", "--device", "cpu", "--trainers", "nnUNetTrainerPRISM", "--json", str(out),
+                     "--append", "--budget-s", "-1"])  # a spent budget: nothing is started
+    rows = {(r["trainer"], r["mode"]): r for r in json.loads(out.read_text())["rows"]}
+    assert code == 1 and rows[("nnUNetTrainer", "compiled")] == measured
+    assert {k: v["error"] for k, v in rows.items() if k != ("nnUNetTrainer", "compiled")} == {
+        ("nnUNetTrainer", "eager"): "not run (--budget-s -1)",  # a failed row is tried again
+        ("nnUNetTrainerPRISM", "compiled"): "not run (--budget-s -1)",
+        ("nnUNetTrainerPRISM", "eager"): "not run (--budget-s -1)"}
+    assert "| nnUNetTrainerPRISM | FAILED: compiled: not run" in capsys.readouterr().out

@@ -1,11 +1,11 @@
 """Activation checkpointing of the multi-encoder network (``activation_checkpointing``): the same
 outputs, losses and gradients as without it, and less memory by benchmarks/memory.py's count."""
-import importlib.util
 import json
 
 import pytest
 import torch
 
+from helpers.benchmarks import benchmark_module
 from helpers.paths import BENCHMARKS
 
 REGIONS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
@@ -14,10 +14,8 @@ LABELS = {"background": 0, "a": 1, "b": 2, "c": 3}
 
 @pytest.fixture(scope="module")
 def memory():
-    spec = importlib.util.spec_from_file_location("benchmark_memory", BENCHMARKS / "memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_module("memory") as module:
+        yield module
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
