@@ -126,3 +126,17 @@ def test_compile_network_keeps_nnunets_wrapper_for_static_networks_and_logs_one_
     assert compile_network(wrapped, lines.append) is wrapped and isinstance(wrapped, OptimizedModule)
     assert lines == ["torch.compile: whole network (nnU-Net's torch.compile of Conv3d)"]
     assert compile_mode(wrapped) == WHOLE and compile_mode(plain) == "off"
+
+
+def test_pair_layout_of_a_hand_made_mask():
+    from nnunet_prism.networks.pair_layout import PairLayout
+    layout = PairLayout.of(torch.tensor([[1, 0, 1], [0, 0, 0]], dtype=torch.bool))  # sample 1 has nothing
+    assert layout.pairs() == ([0, 0], [0, 2]) and layout.modality_rows() == [(0, 0, 1), (2, 1, 1)]
+    assert layout.decoder_row_pairs() == [[0, 1], [], [0], [1]]  # fused rows 0 and 1, then one per pair
+    assert layout.chunk_pairs(1) == [[0, 1], [0], [0], [1]]  # a row that uses nothing gets pair 0's shapes
+    assert layout.chunk_pairs(3) == [[0, 1], [1]]
+    samples, modalities, chunks = layout.index_tensors(torch.device("cpu"), 3)
+    assert samples.tolist() == [0, 0] and modalities.tolist() == [0, 2] and [c.tolist() for c in chunks] == [[0, 1], [1]]
+    empty = PairLayout.of(torch.zeros(2, 2, dtype=torch.bool))  # nothing anywhere: every pair, none counts
+    assert not empty.any_present and empty.pairs() == ([0, 1, 0, 1], [0, 0, 1, 1])
+    assert empty.decoder_row_pairs() == [[], []] and empty.chunk_pairs(1) == [[0], [0]]

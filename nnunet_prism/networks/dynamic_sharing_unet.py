@@ -23,7 +23,7 @@ from nnunet_prism.networks.multi_encoder_unet import default_encoder_width
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width)
-from nnunet_prism.networks.regions import CompiledRegions, run_module
+from nnunet_prism.networks.regions import CompiledRegions
 
 def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor) -> Logits:
     """F(H) of the DS framework (GMD, Eq. 2): mean over present modalities.
@@ -40,6 +40,12 @@ def encode_each_modality(encoders: Sequence[nn.Module], x: torch.Tensor) -> List
     per scale (M * B, C_s, *spatial_s), modality-major, highest resolution first."""
     per_modality = [encoder(x[:, m:m + 1]) for m, encoder in enumerate(encoders)]
     return [torch.cat(scale) for scale in zip(*per_modality)]
+
+
+def decode_each_modality(decoder: nn.Module, skips: List[torch.Tensor]) -> Logits:
+    """The decoder region of the DS network: the shared decoder on the stacked skips of all
+    modalities (per scale (M * B, C_s, *spatial_s)) -> its logits for the M * B rows."""
+    return decoder(skips)
 
 
 class DynamicSharingUNet(CompiledRegions, nn.Module):
@@ -97,7 +103,7 @@ class DynamicSharingUNet(CompiledRegions, nn.Module):
     def decode(self, skips: Sequence[torch.Tensor]) -> Logits:
         """T applied to every modality: skips from ``encode`` -> per-modality logits
         (B, M, C, *spatial) (a list over deep-supervision levels, highest resolution first)."""
-        logits = self.region(run_module)(self.decoder, list(skips))
+        logits = self.region(decode_each_modality)(self.decoder, list(skips))
         batch = skips[0].shape[0] // self.num_modalities
 
         def per_modality(t: torch.Tensor) -> torch.Tensor:

@@ -89,9 +89,10 @@ class PresentEncoding:
     """Encoder outputs of the present (sample, modality) pairs, modality-major.
 
     samples, modalities: (P,) long, the pair of every row; features: per scale (P, C_s, *spatial_s);
-    mask: (B, M) bool, the modalities present; layout: the same pairs known on the host (shapes,
-    decoder chunks). When no sample has any modality, the rows are every pair, encoded only for
-    their shapes, and none of them counts.
+    mask: (B, M) bool, the modalities present; layout: the same pairs known on the host;
+    chunk_pairs: per chunk of decoder rows (activation checkpointing), the (U,) long indices of
+    the pairs it uses (``PairLayout.chunk_pairs``; empty without checkpointing). When no sample
+    has any modality, the rows are every pair, encoded only for their shapes, and none counts.
     """
     samples: torch.Tensor
     modalities: torch.Tensor
