@@ -27,7 +27,7 @@ def row(trainer, mode, seconds, graphs, warmup=2, **extra):
 def results(rows):
     header = {"device": "GPU X (80 GiB)", "torch": "2.11", "nnunet": "2.8.1", "date": "2026-12-04", "dataset": "990",
               "configuration": "3d_fullres", "warmup": 2, "iterations": 3,
-              "memory": "torch.cuda.max_memory_allocated", "command": "python gpu.py -d 990"}
+              "memory": "torch.cuda.max_memory_allocated", "precision": "under autocast, float16", "command": "python gpu.py -d 990"}
     return {"header": header, "rows": rows}
 
 
