@@ -236,10 +236,10 @@ def run_one(args, trainer: str, mode: str) -> dict:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.communicate()
         return {"trainer": trainer, "mode": mode, "error": f"timed out after {args.timeout_s} s"}
-    found = [l for l in stdout.splitlines() if l.startswith(RESULT)]
+    found = [line for line in stdout.splitlines() if line.startswith(RESULT)]
     if worker.returncode != 0 or not found:
         lines = (stderr or stdout).strip().splitlines()
-        error = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else f"exit {worker.returncode}")
+        error = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else f"exit {worker.returncode}")
         return {"trainer": trainer, "mode": mode, "error": error.strip()[:200]}
     return json.loads(found[-1][len(RESULT):])
 

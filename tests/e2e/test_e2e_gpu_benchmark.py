@@ -6,13 +6,13 @@ no graph break, and the Markdown table the GPU run will print."""
 import json
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
+
+from helpers.paths import BENCHMARKS
 
 pytestmark = pytest.mark.e2e
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+SCRIPT = BENCHMARKS / "gpu.py"
 
 
 def test_gpu_benchmark_smoke_run_on_the_cpu(region_dataset, tmp_path):
@@ -34,6 +34,6 @@ def test_gpu_benchmark_smoke_run_on_the_cpu(region_dataset, tmp_path):
     for trainer in ("nnUNetTrainerPRISM", "nnUNetTrainerGMD"):  # ours: one line (nnU-Net's own trainer: none)
         assert len(rows[trainer]["log_lines"]) == 1, rows[trainer]["log_lines"]
     assert "instead of the whole network" in rows["nnUNetTrainerPRISM"]["log_lines"][0]
-    table = [l for l in done.stdout.splitlines() if l.startswith("| nnUNetTrainer")]
-    assert [l.split(" | ")[0] for l in table] == ["| nnUNetTrainer", "| nnUNetTrainerPRISM", "| nnUNetTrainerGMD"]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| nnUNetTrainer")]
+    assert [line.split(" | ")[0] for line in table] == ["| nnUNetTrainer", "| nnUNetTrainerPRISM", "| nnUNetTrainerGMD"]
     assert "backend eager; torch " in done.stdout and "nnU-Net 2.8" in done.stdout

@@ -17,9 +17,10 @@ import torch
 import torch._dynamo
 from torch._dynamo import OptimizedModule
 
+from helpers.benchmarks import benchmark_module
+from helpers.paths import BENCHMARKS
 from nnunet_prism.modalities import subset_masks
 from nnunet_prism.training.compilation import REGIONS, WHOLE, DynamoCounts, compile_mode, compile_network
-from benchmark_helpers import BENCHMARKS, load_benchmark
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -52,7 +53,8 @@ def eager_backend(monkeypatch):
 
 @pytest.fixture(scope="module")
 def memory():
-    return load_benchmark("memory")
+    with benchmark_module("memory") as module:
+        yield module
 
 
 def small_plans(tmp_path, dims: int):

@@ -6,13 +6,14 @@ import math
 
 import pytest
 
-from benchmark_helpers import load_benchmark
+from helpers.benchmarks import benchmark_module
 from nnunet_prism.commands.doctor import describe
 
 
 @pytest.fixture(scope="module")
 def gpu():
-    return load_benchmark("gpu")
+    with benchmark_module("gpu") as module:
+        yield module
 
 
 def row(trainer, mode, seconds, graphs, warmup=2, **extra):
@@ -61,8 +62,8 @@ def test_table_has_versions_targets_and_one_line_per_trainer_failures_included(g
     lines = table.splitlines()
     assert lines[0].startswith("GPU X (80 GiB); torch 2.11; nnU-Net 2.8.1; 2026-12-04; dataset 990 3d_fullres "
                                "(patch 128x128x128, batch 2)")
-    body = [l for l in lines if l.startswith("| nnUNet")]
-    assert [l.split(" | ")[0] for l in body] == ["| nnUNetTrainer", "| nnUNetTrainerMissingModality",
+    body = [line for line in lines if line.startswith("| nnUNet")]
+    assert [line.split(" | ")[0] for line in body] == ["| nnUNetTrainer", "| nnUNetTrainerMissingModality",
                                                  "| nnUNetTrainerPRISM", "| nnUNetTrainerGMD"]  # TRAINERS' order
     prism = body[2].split(" | ")
     assert prism[1:4] == ["regions", "3.000 s", "–"] and prism[5] == "3.00x (NOT met: <= 2.0)"
@@ -70,7 +71,7 @@ def test_table_has_versions_targets_and_one_line_per_trainer_failures_included(g
     assert prism[10] == "2.0e-07"
     assert body[1].split(" | ")[5] == "1.20x (met: <= 1.5)"
     assert "FAILED: compiled: CUDA out of memory" in body[3]
-    assert all(l.count("|") == lines[2].count("|") for l in body), "every row has every column"
+    assert all(line.count("|") == lines[2].count("|") for line in body), "every row has every column"
 
 
 def test_doctor_line_says_what_torch_compile_did():
