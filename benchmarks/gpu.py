@@ -16,7 +16,7 @@ timed steps in which dynamo compiled nothing; the compile time is what the steps
 took beyond that mean. ``--json`` writes the rows after every process, ``--append`` adds them to
 an existing file (several calls, one table). ``--device cpu`` forces nnU-Net's compile path on a
 CPU (nnU-Net compiles on CUDA only) and ``--backend eager`` makes dynamo trace without building
-kernels: the smoke run of this script and of the trainers' compile path (tests/test_e2e_gpu_benchmark.py).
+kernels: the smoke run of this script and of the trainers' compile path (tests/e2e/test_e2e_gpu_benchmark.py).
 """
 import argparse
 import contextlib

@@ -1,6 +1,6 @@
 """benchmarks/gpu.py's arithmetic and table (hand-made rows: no GPU needed), and the compile part
 of ``nnunet_prism doctor --cuda``'s line. The script itself runs end to end on the CPU in
-tests/test_e2e_gpu_benchmark.py."""
+tests/e2e/test_e2e_gpu_benchmark.py."""
 import json
 import math
 
