@@ -7,12 +7,15 @@ region), e.g. (3, 15, 8, 3). From it:
   regions), the worst subset, the most-missing modality alone and the full set, each reported as
   mean +- sample standard deviation over the seeds (``mean_std``);
 * ``compare``: trainer A against trainer B, paired on (seed, case): per subset the mean
-  difference of the per-(seed, case) mean-over-regions Dice and a two-sided Wilcoxon signed-rank
-  test (``scipy.stats.wilcoxon``, zero differences dropped), the same on each (seed, case)'s mean
-  over the subsets (``pooled``: one pair per image and seed, so shared images are not counted twice), and
-  how many subsets improve (mean difference > 0) and how many do so significantly;
-* ``plot_subset_dice``: per-subset Dice of every trainer with seed error bars (PNG);
-* ``summary_markdown``: the tables of ``summary.md``.
+  difference of the per-(seed, case) mean-over-regions Dice (or one region's Dice, ``region=``)
+  and a two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, zero differences
+  dropped), the same on each (seed, case)'s mean over the subsets (``pooled``: one pair per image
+  and seed, so shared images are not counted twice), and how many subsets improve (mean
+  difference > 0) and how many do so significantly;
+* ``plot_subset_dice``: per-subset Dice of every trainer with seed error bars (PNG), averaged over
+  regions or one panel per region;
+* ``summary_markdown``: the tables of ``summary.md`` (``region_comparisons_markdown``: the
+  per-region tests of one pair of trainers side by side).
 
 Seed s of trainer A is paired with seed s of trainer B: seeds are independent replicates, the
 pairing that matters is the case (both trainers scored on the same image). The pooled test
@@ -88,9 +91,13 @@ class DiceTable:
                     dice[i, j, cases.index(case)] = row
         return cls(trainer, seeds, subsets, cases, regions, dice)
 
-    def case_dice(self) -> np.ndarray:
-        """(seeds, subsets, cases): mean over regions."""
-        return nanmean(self.dice, axis=3)
+    def case_dice(self, region: Optional[str] = None) -> np.ndarray:
+        """(seeds, subsets, cases): mean over regions, or the Dice of ``region``."""
+        if region is None:
+            return nanmean(self.dice, axis=3)
+        if region not in self.regions:
+            raise ValueError(f"{self.trainer}: no region '{region}' (have {', '.join(self.regions)})")
+        return self.dice[..., self.regions.index(region)]
 
     def subset_dice(self) -> np.ndarray:
         """(seeds, subsets, regions): mean over cases, per seed."""
@@ -112,25 +119,31 @@ def trainer_summary(table: DiceTable, most_missing: str, full_set: Optional[str]
 
     ``mean_15``: {region: ..., "mean": ...} of the mean over subsets (of the per-subset mean over
     cases); ``worst_subset``: the subset lowest in the seed-averaged mean-over-regions Dice and
-    its Dice; ``most_missing_alone`` and ``full_set`` (default: the last subset, all modalities):
-    per region and averaged; ``per_subset``: {subset: mean-over-regions Dice}."""
+    its Dice (``worst_subset_per_region``: the same per region); ``most_missing_alone`` and
+    ``full_set`` (default: the last subset, all modalities): per region and averaged;
+    ``per_subset``: {subset: mean-over-regions Dice}."""
     per_seed = table.subset_dice()                      # (seeds, subsets, regions)
     over_regions = nanmean(per_seed, axis=2)            # (seeds, subsets)
     mean_15 = nanmean(per_seed, axis=1)                 # (seeds, regions)
     summary = {"mean_15": {r: _stat(mean_15[:, k]) for k, r in enumerate(table.regions)}}
     summary["mean_15"]["mean"] = _stat(nanmean(over_regions, axis=1))
-    seed_mean = nanmean(over_regions, axis=0)
-    if np.isnan(seed_mean).all():
-        summary["worst_subset"] = {"subset": None, **_stat([float("nan")] * len(table.seeds))}
-    else:
-        worst = int(np.nanargmin(seed_mean))
-        summary["worst_subset"] = {"subset": table.subsets[worst], **_stat(over_regions[:, worst])}
+    summary["worst_subset"] = _worst(table, over_regions)
+    summary["worst_subset_per_region"] = {r: _worst(table, per_seed[:, :, k]) for k, r in enumerate(table.regions)}
     for key, name in (("most_missing_alone", most_missing), ("full_set", full_set or table.subsets[-1])):
         j = table.subset_index(name)
         summary[key] = {"subset": name, "mean": _stat(over_regions[:, j]),
                         **{r: _stat(per_seed[:, j, k]) for k, r in enumerate(table.regions)}}
     summary["per_subset"] = {s: _stat(over_regions[:, j]) for j, s in enumerate(table.subsets)}
     return summary
+
+
+def _worst(table: DiceTable, values: np.ndarray) -> Dict[str, object]:
+    """The subset lowest in the seed-averaged ``values`` (seeds, subsets), with its per-seed values."""
+    seed_mean = nanmean(values, axis=0)
+    if np.isnan(seed_mean).all():
+        return {"subset": None, **_stat([float("nan")] * len(table.seeds))}
+    worst = int(np.nanargmin(seed_mean))
+    return {"subset": table.subsets[worst], **_stat(values[:, worst])}
 
 
 def wilcoxon_test(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
@@ -155,8 +168,9 @@ def wilcoxon_test(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
     return {**out, "statistic": float(result.statistic), "p_value": float(result.pvalue)}
 
 
-def _paired(a: DiceTable, b: DiceTable) -> Tuple[np.ndarray, np.ndarray, List[int]]:
-    """(seeds, subsets, cases) mean-over-regions Dice of both, on their common seeds and cases."""
+def _paired(a: DiceTable, b: DiceTable, region: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+    """(seeds, subsets, cases) Dice of both (mean over regions, or ``region``'s), on their common
+    seeds and cases."""
     if a.subsets != b.subsets:
         raise ValueError(f"{a.trainer} and {b.trainer} were evaluated on different subsets")
     seeds = [s for s in a.seeds if s in b.seeds]
@@ -165,18 +179,19 @@ def _paired(a: DiceTable, b: DiceTable) -> Tuple[np.ndarray, np.ndarray, List[in
         raise ValueError(f"{a.trainer} and {b.trainer} share no seed or no case")
 
     def pick(t: DiceTable) -> np.ndarray:
-        values = t.case_dice()
+        values = t.case_dice(region)
         return values[[t.seeds.index(s) for s in seeds]][:, :, [t.cases.index(c) for c in cases]]
 
     return pick(a), pick(b), seeds
 
 
-def compare(a: DiceTable, b: DiceTable, alpha: float = SIGNIFICANCE) -> Dict[str, object]:
+def compare(a: DiceTable, b: DiceTable, alpha: float = SIGNIFICANCE, region: Optional[str] = None) -> Dict[str, object]:
     """``a`` against ``b``, paired on (seed, case): per subset, and on the mean over the subsets
-    (``pooled``), a ``wilcoxon_test`` of the mean-over-regions Dice; ``improved``: subsets whose mean difference
-    is > 0; ``improved_significant`` / ``worse_significant``: those with p < ``alpha`` too, and
-    ``..._holm`` the same with Holm's correction for the number of subsets tested (``p_holm``)."""
-    va, vb, seeds = _paired(a, b)
+    (``pooled``), a ``wilcoxon_test`` of the mean-over-regions Dice (``region``: of that region's
+    Dice); ``improved``: subsets whose mean difference is > 0; ``improved_significant`` /
+    ``worse_significant``: those with p < ``alpha`` too, and ``..._holm`` the same with Holm's
+    correction for the number of subsets tested (``p_holm``)."""
+    va, vb, seeds = _paired(a, b, region)
     per_subset = {s: wilcoxon_test(va[:, j], vb[:, j]) for j, s in enumerate(a.subsets)}
     with warnings.catch_warnings():  # a (seed, case) with NaN in every subset stays NaN and drops out
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -189,7 +204,7 @@ def compare(a: DiceTable, b: DiceTable, alpha: float = SIGNIFICANCE) -> Dict[str
         return sum(1 for r in per_subset.values() if np.sign(r["mean_diff"]) == sign
                    and (key is None or r[key] < alpha))
 
-    return {"a": a.trainer, "b": b.trainer, "seeds": seeds, "alpha": alpha, "per_subset": per_subset,
+    return {"a": a.trainer, "b": b.trainer, "region": region, "seeds": seeds, "alpha": alpha, "per_subset": per_subset,
             "pooled": pooled, "subsets": len(a.subsets), "improved": count(1),
             "improved_significant": count(1, "p_value"), "worse_significant": count(-1, "p_value"),
             "improved_significant_holm": count(1, "p_holm"), "worse_significant_holm": count(-1, "p_holm")}
@@ -226,7 +241,9 @@ def _p(p: float) -> str:
 
 def summary_markdown(summaries: Mapping[str, Mapping], comparisons: Sequence[Mapping], regions: Sequence[str],
                      header: Sequence[str] = ()) -> str:
-    """``summary.md``: the per-trainer table (mean ± std over seeds) and one table per comparison."""
+    """``summary.md``: the per-trainer tables (mean ± std over seeds; averaged over regions, then
+    per region), one table per comparison of the mean-over-regions Dice, and for a pair also
+    compared per region (``compare(..., region=)``) the per-region tests side by side."""
     lines = list(header)
     lines += ["", "Dice (mean ± std over seeds; per seed: mean over held-out cases, then over the 15 subsets):", "",
               "| trainer | seeds | mean (15 subsets) | " + " | ".join(regions) +
@@ -237,7 +254,17 @@ def summary_markdown(summaries: Mapping[str, Mapping], comparisons: Sequence[Map
         lines.append(f"| {trainer} | {len(s['mean_15']['mean']['per_seed'])} | {_pm(s['mean_15']['mean'])} | "
                      + " | ".join(_pm(s["mean_15"][r]) for r in regions)
                      + f" | {w['subset']} {_pm(w)} | {mm['subset']} {_pm(mm['mean'])} | {_pm(full['mean'])} |")
+    lines += ["", "Per region (mean ± std over seeds): mean over the 15 subsets, the subset where the region is "
+                  "lowest, the full set:", "", "| trainer | region | mean (15 subsets) | worst subset | full set |",
+              "|---|---|---|---|---|"]
+    for trainer, s in summaries.items():
+        for r in regions:
+            w = s.get("worst_subset_per_region", {}).get(r)
+            worst = f"{w['subset']} {_pm(w)}" if w else "–"
+            lines.append(f"| {trainer} | {r} | {_pm(s['mean_15'][r])} | {worst} | {_pm(s['full_set'][r])} |")
     for c in comparisons:
+        if c.get("region") is not None:
+            continue
         pooled = c["pooled"]
         lines += ["", f"### {c['a']} vs {c['b']}", "",
                   f"Paired on (seed, case), seeds {', '.join(map(str, c['seeds']))}; difference of the "
@@ -252,35 +279,65 @@ def summary_markdown(summaries: Mapping[str, Mapping], comparisons: Sequence[Map
             mark = " *" if r["p_holm"] < c["alpha"] else ""
             lines.append(f"| {subset} | {r['mean_diff']:+.3f} | {r['median_diff']:+.3f} | {r['n']} | "
                          f"{_p(r['p_value'])} | {_p(r['p_holm'])}{mark} |")
+        per_region = [d for d in comparisons if d.get("region") is not None and (d["a"], d["b"]) == (c["a"], c["b"])]
+        if per_region:
+            lines += ["", *region_comparisons_markdown(per_region)]
     return "\n".join(lines) + "\n"
 
 
-def plot_subset_dice(tables: Sequence[DiceTable], path, title: str = ""):
+def region_comparisons_markdown(comparisons: Sequence[Mapping]) -> List[str]:
+    """One pair of trainers compared per region (``compare(a, b, region=r)`` for each r): a table
+    with a row per subset and one for the mean over the subsets per (seed, case), a column per
+    region: mean difference and p after Holm's correction (pooled row: plain p)."""
+    first = comparisons[0]
+    regions = [c["region"] for c in comparisons]
+    lines = [f"Per region ({first['a']} − {first['b']}): mean difference of the region's Dice, p after Holm "
+             f"over the {first['subsets']} subsets (* p < {first['alpha']}); last row: the mean over the subsets "
+             f"per (seed, case), plain p. Subsets improved / significantly worse after Holm: "
+             + "; ".join(f"{c['region']} {c['improved']} / {c['worse_significant_holm']}" for c in comparisons) + ".",
+             "", "| subset | " + " | ".join(regions) + " |", "|---|" + "---|" * len(regions)]
+
+    def cell(r: Mapping, p_key: str) -> str:
+        mark = " *" if r[p_key] < first["alpha"] else ""
+        return f"{r['mean_diff']:+.3f} (p {_p(r[p_key])}){mark}"
+
+    for subset in first["per_subset"]:
+        lines.append(f"| {subset} | " + " | ".join(cell(c["per_subset"][subset], "p_holm") for c in comparisons) + " |")
+    lines.append("| **mean over subsets** | " + " | ".join(cell(c["pooled"], "p_value") for c in comparisons) + " |")
+    return lines
+
+
+def plot_subset_dice(tables: Sequence[DiceTable], path, title: str = "", per_region: bool = False):
     """Grouped bars: per subset, each trainer's mean-over-regions Dice (mean over seeds), error
-    bars the standard deviation over seeds; the 15-subset mean as the last group."""
+    bars the standard deviation over seeds; the 15-subset mean as the last group. ``per_region``:
+    one panel per region below the mean-over-regions one."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    panels = [None] + (list(tables[0].regions) if per_region else [])
     subsets = list(tables[0].subsets) + ["Mean"]
     x = np.arange(len(subsets))
     width = 0.8 / len(tables)
-    fig, ax = plt.subplots(figsize=(max(10, 0.9 * len(subsets)), 4.8))
-    for i, t in enumerate(tables):
-        per_seed = nanmean(t.subset_dice(), axis=2)                     # (seeds, subsets)
-        per_seed = np.concatenate([per_seed, nanmean(per_seed, axis=1)[:, None]], axis=1)
-        stats = [mean_std(per_seed[:, j]) for j in range(per_seed.shape[1])]
-        means = np.array([m for m, _ in stats])
-        errors = np.nan_to_num(np.array([s for _, s in stats]))
-        ax.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=errors, capsize=2, label=t.trainer.replace(
-            "nnUNetTrainer", "") or t.trainer)
-    ax.set_xticks(x)
-    ax.set_xticklabels(subsets, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("Dice (mean over regions and cases)")
-    ax.set_ylim(0, 1)
-    ax.axvline(len(subsets) - 1.5, color="grey", lw=0.8)
-    ax.set_title(title or "Dice per modality subset (error bars: std over seeds)", fontsize=10, pad=24)
-    ax.legend(fontsize=8, ncol=len(tables), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(10, 0.9 * len(subsets)), 4.8 + 3.2 * (len(panels) - 1)),
+                             squeeze=False)
+    for ax, region in zip(axes[:, 0], panels):
+        for i, t in enumerate(tables):
+            per_subset = t.subset_dice()                                      # (seeds, subsets, regions)
+            per_seed = nanmean(per_subset, axis=2) if region is None else per_subset[:, :, t.regions.index(region)]
+            per_seed = np.concatenate([per_seed, nanmean(per_seed, axis=1)[:, None]], axis=1)
+            stats = [mean_std(per_seed[:, j]) for j in range(per_seed.shape[1])]
+            means = np.array([m for m, _ in stats])
+            errors = np.nan_to_num(np.array([s for _, s in stats]))
+            ax.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=errors, capsize=2, label=t.trainer.replace(
+                "nnUNetTrainer", "") or t.trainer)
+        ax.set_xticks(x)
+        ax.set_xticklabels(subsets, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("Dice (mean over regions and cases)" if region is None else f"{region} Dice (mean over cases)")
+        ax.set_ylim(0, 1)
+        ax.axvline(len(subsets) - 1.5, color="grey", lw=0.8)
+    axes[0, 0].set_title(title or "Dice per modality subset (error bars: std over seeds)", fontsize=10, pad=24)
+    axes[0, 0].legend(fontsize=8, ncol=len(tables), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

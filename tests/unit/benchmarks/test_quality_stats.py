@@ -167,3 +167,48 @@ def test_holm_adjustment(qs):
     assert qs.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
     adjusted = qs.holm([0.02, np.nan, 0.01])  # NaN is not a test: m = 2
     assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+
+
+def test_compare_per_region_uses_that_regions_dice_only(qs):
+    # 2 seeds x 3 subsets x 3 cases x 2 regions: A loses WT everywhere, wins TC by more
+    a = np.full((2, 3, 3, 2), 0.5)
+    b = np.full((2, 3, 3, 2), 0.5)
+    a[..., 0] -= 0.01 * np.arange(1, 7).reshape(2, 1, 3)   # WT: six different negative differences per subset
+    a[..., 1] += 0.1
+    ta, tb = table(qs, "A", a), table(qs, "B", b)
+    wt, tc, both = qs.compare(ta, tb, region="WT"), qs.compare(ta, tb, region="TC"), qs.compare(ta, tb)
+    assert wt["region"] == "WT" and both["region"] is None
+    assert wt["per_subset"]["T1"]["mean_diff"] == pytest.approx(-0.035) and wt["improved"] == 0
+    assert wt["per_subset"]["T1"]["p_value"] == pytest.approx(2 / 64) and wt["pooled"]["mean_diff"] == pytest.approx(-0.035)
+    assert tc["per_subset"]["T2"]["mean_diff"] == pytest.approx(0.1) and tc["improved"] == 3
+    assert both["per_subset"]["T1"]["mean_diff"] == pytest.approx((0.1 - 0.035) / 2)  # the mean over regions
+    with pytest.raises(ValueError, match="no region 'ET'"):
+        qs.compare(ta, tb, region="ET")
+
+
+def test_worst_subset_per_region(qs):
+    dice = np.full((2, 3, 1, 2), 0.8)
+    dice[:, 0, :, 0] = 0.3   # WT lowest with T1 alone
+    dice[:, 1, :, 1] = np.array([0.1, 0.3])[:, None]   # TC lowest with T2 alone: 0.2 ± 0.141
+    s = qs.trainer_summary(table(qs, "A", dice), most_missing="T2")
+    assert s["worst_subset_per_region"]["WT"]["subset"] == "T1"
+    assert s["worst_subset_per_region"]["WT"]["mean"] == pytest.approx(0.3)
+    tc = s["worst_subset_per_region"]["TC"]
+    assert tc["subset"] == "T2" and tc["mean"] == pytest.approx(0.2) and tc["std"] == pytest.approx(math.sqrt(0.02))
+
+
+def test_summary_markdown_with_region_comparisons_and_region_plot(qs, tmp_path):
+    rng = np.random.default_rng(1)
+    a = table(qs, "nnUNetTrainerPRISM", rng.uniform(0.5, 1, (3, 3, 4, 2)))
+    b = table(qs, "nnUNetTrainerMissingModality", rng.uniform(0, 0.5, (3, 3, 4, 2)))
+    comparisons = [qs.compare(a, b, region=r) for r in (None, "WT", "TC")]
+    summaries = {t.trainer: qs.trainer_summary(t, "T2") for t in (a, b)}
+    text = qs.summary_markdown(summaries, comparisons, ["WT", "TC"])
+    assert text.count("### nnUNetTrainerPRISM vs nnUNetTrainerMissingModality") == 1
+    assert "| trainer | region | mean (15 subsets) | worst subset | full set |" in text
+    assert "| nnUNetTrainerPRISM | WT |" in text and "| subset | WT | TC |" in text
+    wt = comparisons[1]["pooled"]
+    assert f"| **mean over subsets** | {wt['mean_diff']:+.3f} (p {qs._p(wt['p_value'])})" in text
+    assert "WT 3 / 0; TC 3 / 0" in text  # improved / significantly worse after Holm, per region
+    path = qs.plot_subset_dice([a, b], tmp_path / "regions.png", per_region=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

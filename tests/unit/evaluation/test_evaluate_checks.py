@@ -138,6 +138,21 @@ def test_fold_never_trained_is_one_line(labelled, capsys):
     assert hashes(images, labels, out) == before
 
 
+def test_fold_all_is_evaluated_on_given_cases_and_has_no_validation_cases(labelled, tmp_path, capsys):
+    model, images, labels, out = labelled
+    (model / "fold_all").mkdir()
+    (model / "fold_all" / "checkpoint_final.pth").write_bytes(b"placeholder")
+    before = hashes(images, labels, out)
+    code, _, err = evaluate(capsys, images, labels, out, "-f", "all")  # fold_all found, cases checked
+    assert_one_line_error(code, err, "evaluate", "reached model loading")
+    code, _, err = run_cli(capsys, "evaluate", "-d", DATASET_ID, "-c", CONFIGURATION, "-tr", TRAINER, "-f", "all",
+                           "-o", tmp_path / "eval_all", "-device", "cpu")
+    assert_one_line_error(code, err, "evaluate", "fold_all", "no validation cases", "-i IMAGES -l LABELS")
+    code, _, err = evaluate(capsys, images, labels, out, "-f", "first")
+    assert_one_line_error(code, err, "evaluate", "fold 'first'", "neither a number nor 'all'")
+    assert hashes(images, labels, out) == before and not (tmp_path / "eval_all").exists()
+
+
 def test_unreadable_image_names_and_output_inside_input_are_refused(labelled, capsys):
     model, images, labels, out = labelled
     before = hashes(images, labels, out)
