@@ -3,8 +3,8 @@
     python benchmarks/prism_ablation.py [--workdir benchmarks/output/quality] [--seeds 0]
                                         [--variants default no_pixel no_proto temperature_1 ...]
 
-Uses the quality benchmark's work folder (``quality.py``: same training set, same 2d schedule,
-same seeds) and adds a *development* set: complete synthetic cases drawn with another seed than
+Uses the quality benchmark's work folder (``quality.py``, 2d or ``--preset 3d``: same training
+set, configuration, fold and schedule, same seeds) and adds a *development* set: complete synthetic cases drawn with another seed than
 the benchmark's held-out cases (which stay untouched for the README's table), so that a change
 of a default chosen here is not tuned on the cases it is reported on. Every variant is PRISM with
 one hyperparameter changed (``VARIANTS``), trained as its own run; the benchmark's own
@@ -12,7 +12,8 @@ MissingModality and PRISM runs (when finished) are scored on the development set
 training logs' last-epoch loss terms and E^m are read back.
 
 Writes ``ablation.json`` and ``ablation.md`` (mean Dice over the 15 subsets per region, full set,
-worst subset; per variant and seed) into the work folder.
+worst subset; per variant and seed; paired tests of the mean over regions and of each region)
+into the work folder.
 """
 import argparse
 import json
@@ -101,11 +102,9 @@ def last_epoch_terms(fold: Path) -> str:
 def main(argv=None):
     args = parse_args(argv)
     workdir = Path(args.workdir).resolve()
-    setup = json.loads((workdir / "setup.json").read_text())  # the benchmark's set-up, prepared by quality.py
-    bench_args = quality.parse_args(["--workdir", str(workdir), *sum(
-        ([f"--{k.replace('_', '-')}", str(setup['setup'][k])]
-         for k in ("epochs", "iterations", "val_iterations", "configuration")), []),
-        "--device", args.device, *(["--tta"] if setup["setup"]["tta"] else [])])
+    # the benchmark's set-up, prepared by quality.py (2d or --preset 3d)
+    setup = quality.stored_setup(json.loads((workdir / "setup.json").read_text()))
+    bench_args = quality.args_of_setup(setup["setup"], workdir, args.device)
     env = pipeline.nnunet_environment(workdir)
     env.setdefault("nnUNet_n_proc_DA", "0")
     dev = development_set(workdir, env, setup, args.dev_cases)
@@ -147,7 +146,8 @@ def run_name(row: dict) -> str:
 
 def paired_tests(rows: dict) -> list:
     """Every variant against PRISM and against MissingModality on the development set: the
-    quality benchmark's paired Wilcoxon test over (seed, case) on the mean over the 15 subsets."""
+    quality benchmark's paired Wilcoxon test over (seed, case) on the mean over the 15 subsets,
+    of the mean over regions and of each region's Dice."""
     from nnunet_prism.evaluation.results import SubsetResults
 
     per_run = {}
@@ -160,8 +160,10 @@ def paired_tests(rows: dict) -> list:
     for name in tables:
         for reference in (baseline, prism):
             if name not in (baseline, reference) and reference in tables:
-                c = quality_stats.compare(tables[name], tables[reference])
-                out.append({"a": name, "b": reference, "seeds": c["seeds"], **c["pooled"]})
+                for region in [None, *tables[name].regions]:
+                    c = quality_stats.compare(tables[name], tables[reference], region=region)
+                    out.append({"a": name, "b": reference, "region": region or "mean", "seeds": c["seeds"],
+                                **c["pooled"]})
     return out
 
 
@@ -181,10 +183,10 @@ def markdown(rows: dict, dev: Path, comparisons: list = ()) -> str:
     terms = [f"- {r['trainer'].replace('nnUNetTrainer', '')} {r['variant']} seed {r['seed']}: {r['terms']}"
              for r in rows.values() if r["terms"]]
     tests = ["", "Paired Wilcoxon signed-rank over (seed, case) of the mean Dice over the 15 subsets "
-                 "(mean over regions):", "", "| run | against | seeds | mean difference | n | p |",
-             "|---|---|---|---|---|---|"] + [
-        f"| {c['a']} | {c['b']} | {', '.join(map(str, c['seeds']))} | {c['mean_diff']:+.4f} | {c['n']} | "
-        f"{c['p_value']:.2g} |" for c in comparisons] if comparisons else []
+                 "(of the mean over regions, and of each region):", "",
+             "| run | against | Dice | seeds | mean difference | n | p |", "|---|---|---|---|---|---|---|"] + [
+        f"| {c['a']} | {c['b']} | {c.get('region', 'mean')} | {', '.join(map(str, c['seeds']))} | "
+        f"{c['mean_diff']:+.4f} | {c['n']} | {c['p_value']:.2g} |" for c in comparisons] if comparisons else []
     return "\n".join(lines + tests + (["", "Last epoch's PRISM terms (training log):", *terms] if terms else [])) + "\n"
 
 

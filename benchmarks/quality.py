@@ -170,6 +170,18 @@ def setup_of(args) -> dict:
             "tta": args.tta, "fold": args.fold}
 
 
+def args_of_setup(setup: dict, workdir, device: str = "cpu"):
+    """The options of the run that wrote ``setup`` (``setup_of``'s inverse): what a later script
+    (``prism_ablation.py``) trains and evaluates with to match the benchmark's runs."""
+    argv = ["--workdir", str(workdir), "--device", device, "--configuration", setup["configuration"],
+            "--shape", *map(str, setup["shape"]), "--batch-size", str(setup["batch_size"]),
+            "--num-cases", str(setup["num_cases"]), "--test-cases", str(setup["test_cases"]),
+            "--missing-rates", *map(str, setup["missing_rates"]), "--fold", str(setup["fold"]),
+            "--epochs", str(setup["epochs"]), "--iterations", str(setup["iterations"]),
+            "--val-iterations", str(setup["val_iterations"]), *(["--tta"] if setup["tta"] else [])]
+    return parse_args(argv)
+
+
 #: set-up keys added later, with the value every work folder written before them had
 SETUP_DEFAULTS = {"fold": 0}
 

@@ -102,3 +102,10 @@ def test_work_folder_of_before_the_fold_option_still_resumes(quality, tmp_path):
     assert done["setup"]["fold"] == 0 and done["dataset"] == "Dataset983_SynBraTS"
     with pytest.raises(SystemExit, match="another set-up"):
         quality.prepare(tmp_path, {}, quality.parse_args(["--workdir", str(tmp_path), "--fold", "all"]))
+
+
+@pytest.mark.parametrize("argv", [[], ["--preset", "3d"], ["--preset", "3d", "--tta", "--fold", "1", "--shape", "40", "40", "32"]])
+def test_args_of_setup_reproduce_the_setup(quality, argv, tmp_path):
+    setup = quality.setup_of(quality.parse_args(argv))
+    again = quality.args_of_setup(setup, tmp_path)
+    assert quality.setup_of(again) == setup and again.workdir == str(tmp_path)
