@@ -5,7 +5,7 @@
 For a finished (or checkpointed) run of ``quality.py`` (``runs/<name>.json`` or its fold), loads
 the network weights (``checkpoint_final.pth``, else ``checkpoint_latest.pth``) into a PRISM
 trainer with the run's plans and the default hyperparameters, draws ``--batches`` training
-batches (numpy seeded per batch: every run sees the same cases) and, for each batch, computes
+batches (numpy and torch seeded per batch: every run sees the same cases and augmentations) and, for each batch, computes
 PRISM's loss terms on the same forward pass:
 
 * ``fused``: nnU-Net's deep-supervised Dice+BCE of the fused output;
@@ -77,24 +77,43 @@ def cosine(a, b) -> float:
     return dot / (na * nb) ** 0.5 if na and nb else float("nan")
 
 
-def pixel_kl_by_channel(output, temperature: float) -> np.ndarray:
-    """(M, C): mean over a modality's student rows and the voxels of the full-resolution Bernoulli
-    (or per-class) KL term of each output channel; NaN where the modality is absent."""
+def pixel_kl_by_channel(output, temperature: float, target=None) -> dict:
+    """Per modality and output channel, over a modality's student rows and the full-resolution
+    voxels: ``kl`` (M, C) the mean Bernoulli (or per-class) KL term; ``agreeing_share`` (M, C) the
+    part of it from voxels where teacher and student make the same decision (both logits > 0 or
+    both <= 0: the KL there only matches confidence); with the region ``target`` (B, C, *s) also
+    ``teacher_logit`` / ``student_logit`` {"inside", "outside"} (M, C): mean logit inside and
+    outside the channel's region. NaN where the modality is absent."""
     import torch
 
     from nnunet_prism.deep_supervision import full_resolution
     from nnunet_prism.losses.distillation import kl_divergence_map
 
     fused, students = full_resolution(output.fused), full_resolution(output.students)
-    num_modalities = output.modality_mask.shape[1]
-    out = np.full((num_modalities, fused.shape[1]), np.nan)
+    num_modalities, channels = output.modality_mask.shape[1], fused.shape[1]
+    empty = lambda: np.full((num_modalities, channels), np.nan)  # noqa: E731
+    out = {"kl": empty(), "agreeing_share": empty()}
+    if target is not None:
+        out.update({f"{who}_logit_{where}": empty() for who in ("teacher", "student") for where in ("inside", "outside")})
     with torch.no_grad():
-        kl = kl_divergence_map(fused[output.samples], students, temperature, region_based=True)  # (P, C, *s)
-        per_row = kl.flatten(2).mean(2)
+        teacher = fused[output.samples].float()
+        kl = kl_divergence_map(teacher, students, temperature, region_based=True).flatten(2)  # (P, C, V)
+        agree = ((teacher > 0) == (students > 0)).flatten(2)
+        region = None if target is None else (full_resolution(target)[output.samples][:, :channels] > 0.5).flatten(2)
         for m in range(num_modalities):
             rows = output.student_rows(m)
-            if rows.numel():
-                out[m] = per_row[rows].mean(0).numpy()
+            if not rows.numel():
+                continue
+            out["kl"][m] = kl[rows].mean((0, 2)).numpy()
+            total = kl[rows].sum((0, 2))
+            out["agreeing_share"][m] = (torch.where(agree[rows], kl[rows], 0).sum((0, 2)) / total.clamp(min=1e-12)).numpy()
+            if region is None:
+                continue
+            for who, logits in (("teacher", teacher), ("student", students)):
+                values = logits[rows].flatten(2)
+                for where, inside in (("inside", region[rows]), ("outside", ~region[rows])):
+                    out[f"{who}_logit_{where}"][m] = (torch.where(inside, values, 0).sum((0, 2))
+                                                      / inside.sum((0, 2)).clamp(min=1)).numpy()
     return out
 
 
@@ -137,6 +156,7 @@ def main(argv=None):
     rows = []
     for i in range(args.batches):
         np.random.seed(i)
+        torch.manual_seed(i)  # the augmentation draws from both
         batch = next(loader)
         inputs = trainer.step_inputs(batch, training=True)
         output = trainer.forward(inputs, training=True)
@@ -161,7 +181,8 @@ def main(argv=None):
             "total_grad_norm": total_norm, "clip_factor": min(1.0, CLIP_NORM / total_norm) if total_norm else 1.0,
             "decoder_cosine_with_task": {k: cosine([grads[k][j] for j in decoder], [task[j] for j in decoder])
                                          for k in ("pixel", "proto")},
-            "pixel_kl_by_channel": pixel_kl_by_channel(output, trainer.temperature).tolist(),
+            "pixel_kl_by_channel": {k: v.tolist() for k, v in
+                                    pixel_kl_by_channel(output, trainer.temperature, inputs.target).items()},
         })
         print(f"batch {i}: " + ", ".join(f"{k} {rows[-1]['loss'][k]:+.4f} |g| {rows[-1]['grad_norm'][k]['all']:.3f}"
                                          for k in TERMS) + f"; total |g| {total_norm:.2f}", flush=True)
@@ -184,9 +205,9 @@ def summarise(rows, modalities, regions) -> dict:
         "clip_factor": mean([r["clip_factor"] for r in rows]),
         "clipped_batches": sum(r["clip_factor"] < 1 for r in rows), "batches": len(rows),
         "decoder_cosine_with_task": {k: mean([r["decoder_cosine_with_task"][k] for r in rows]) for k in ("pixel", "proto")},
-        "pixel_kl_by_channel": {m: dict(zip(map(str, regions), np.nanmean([r["pixel_kl_by_channel"][i] for r in rows],
-                                                                          axis=0).tolist()))
-                                for i, m in enumerate(modalities)},
+        "pixel_kl_by_channel": {key: {m: dict(zip(map(str, regions), np.nanmean(
+            [r["pixel_kl_by_channel"][key][i] for r in rows], axis=0).tolist())) for i, m in enumerate(modalities)}
+            for key in rows[0]["pixel_kl_by_channel"]},
     }
 
 
@@ -201,11 +222,22 @@ def markdown(run: str, checkpoint: str, s: dict) -> str:
                   f"{s['clip_factor']:.3f}, {s['clipped_batches']} of {s['batches']} batches clipped); cosine with the "
                   f"task gradient on the decoder: pixel {s['decoder_cosine_with_task']['pixel']:+.3f}, proto "
                   f"{s['decoder_cosine_with_task']['proto']:+.3f}.", "",
-              "Pixel KL (T^2-scaled Bernoulli KL, mean over voxels) per modality and output channel:", ""]
-    channels = list(next(iter(s["pixel_kl_by_channel"].values())))
-    lines += ["| modality | " + " | ".join(channels) + " |", "|---|" + "---|" * len(channels)]
-    for m, values in s["pixel_kl_by_channel"].items():
-        lines.append(f"| {m} | " + " | ".join(f"{values[c]:.4f}" for c in channels) + " |")
+              "Pixel KL per modality and output channel (T^2-scaled KL, mean over voxels; in brackets the "
+              "share from voxels where teacher and student decide alike); mean logits of teacher / student "
+              "inside and outside the channel's reference region:", ""]
+    by = s["pixel_kl_by_channel"]
+    channels = list(next(iter(by["kl"].values())))
+    logits = "teacher_logit_inside" in by
+    lines += ["| modality | channel | KL (agreeing share) |" + (" logit inside: teacher / student | logit outside: "
+                                                             "teacher / student |" if logits else ""),
+              "|---|---|---|" + ("---|---|" if logits else "")]
+    for m in by["kl"]:
+        for c in channels:
+            row = f"| {m} | {c} | {by['kl'][m][c]:.4f} ({by['agreeing_share'][m][c]:.2f}) |"
+            if logits:
+                row += (f" {by['teacher_logit_inside'][m][c]:+.2f} / {by['student_logit_inside'][m][c]:+.2f} | "
+                        f"{by['teacher_logit_outside'][m][c]:+.2f} / {by['student_logit_outside'][m][c]:+.2f} |")
+            lines.append(row)
     return "\n".join(lines) + "\n"
 
 

@@ -41,10 +41,19 @@ def test_pixel_kl_by_channel_averages_each_modalitys_rows(grads):
     students = torch.randn(3, 3, 4, 4, 4)
     samples, modalities = torch.tensor([0, 1, 1]), torch.tensor([0, 0, 2])  # modality 1 and 3 absent
     mask = torch.tensor([[True, False, False, False], [True, False, True, False]])
+    target = torch.rand(2, 3, 4, 4, 4) > 0.5
     out = MultiModalOutput(fused, torch.zeros(2, 1, 4, 4, 4), students, torch.zeros(3, 1, 4, 4, 4), samples,
                            modalities, mask)
-    table = grads.pixel_kl_by_channel(out, temperature=4.0)
-    kl = kl_divergence_map(fused[samples], students, 4.0, region_based=True).flatten(2).mean(2)
-    assert table.shape == (4, 3) and np.isnan(table[1]).all() and np.isnan(table[3]).all()
-    assert table[0] == pytest.approx(kl[:2].mean(0).numpy(), rel=1e-5)
-    assert table[2] == pytest.approx(kl[2].numpy(), rel=1e-5)
+    table = grads.pixel_kl_by_channel(out, 4.0, target.float())
+    kl = kl_divergence_map(fused[samples], students, 4.0, region_based=True)
+    assert table["kl"].shape == (4, 3) and np.isnan(table["kl"][1]).all() and np.isnan(table["kl"][3]).all()
+    assert table["kl"][0] == pytest.approx(kl[:2].mean((0, 2, 3, 4)).numpy(), rel=1e-5)
+    assert table["kl"][2] == pytest.approx(kl[2].mean((1, 2, 3)).numpy(), rel=1e-5)
+    agree = (fused[samples][2] > 0) == (students[2] > 0)                   # modality 2: one row (sample 1)
+    share = (kl[2] * agree).sum((1, 2, 3)) / kl[2].sum((1, 2, 3))
+    assert table["agreeing_share"][2] == pytest.approx(share.numpy(), rel=1e-5)
+    inside = target[1]                                                     # its sample's region maps
+    assert table["teacher_logit_inside"][2] == pytest.approx(
+        ((fused[1] * inside).sum((1, 2, 3)) / inside.sum((1, 2, 3))).numpy(), rel=1e-5)
+    assert table["student_logit_outside"][2] == pytest.approx(
+        ((students[2] * ~inside).sum((1, 2, 3)) / (~inside).sum((1, 2, 3))).numpy(), rel=1e-5)
