@@ -530,3 +530,48 @@ def test_disjoint_region_classes_are_the_label_classes():
     assert not torch.allclose(per_region.loss, from_labels.loss), "one prototype per overlapping region differs"
     with pytest.raises(ValueError, match="region_classes"):
         class_masks(regions, True, region_classes="nested")
+
+
+def test_region_kl_of_a_channel_depends_on_that_channel_only():
+    """Region-based (nnU-Net's sigmoid WT/TC/ET) KL is one Bernoulli KL per channel: changing the
+    TC and ET logits leaves the WT term unchanged (no softmax across overlapping regions)."""
+    teacher = torch.randn(2, 3, 4, 5, 3, generator=_gen(40))
+    student = torch.randn(2, 3, 4, 5, 3, generator=_gen(41))
+    kl = kl_divergence_map(teacher, student, 4.0, region_based=True)
+    changed_t, changed_s = teacher.clone(), student.clone()
+    changed_t[:, 1:] += 5.0
+    changed_s[:, 1:] -= 3.0
+    kl_changed = kl_divergence_map(changed_t, changed_s, 4.0, region_based=True)
+    torch.testing.assert_close(kl_changed[:, 0], kl[:, 0], rtol=0, atol=0)
+    assert not torch.allclose(kl_changed[:, 1:], kl[:, 1:])
+
+
+@pytest.mark.parametrize("region_classes", ["regions", "disjoint"])
+def test_prism_objective_does_not_depend_on_the_order_of_region_channels(region_classes):
+    """The same regions in another channel order (logits and target permuted alike, as another
+    dataset.json order would give) give the same distillation terms, in 3d with deep supervision."""
+    b, m, c, f = 3, 3, 3, 4
+    spatial, low = (4, 6, 4), (2, 3, 2)
+    teacher = [torch.randn(b, c, *spatial, generator=_gen(50)), torch.randn(b, c, *low, generator=_gen(51))]
+    students = [torch.randn(b, m, c, *spatial, generator=_gen(52)), torch.randn(b, m, c, *low, generator=_gen(53))]
+    tf, sf = torch.randn(b, f, *spatial, generator=_gen(54)), torch.randn(b, m, f, *spatial, generator=_gen(55))
+    # nested regions as BraTS's WT > TC > ET
+    wt = torch.rand(b, 1, *spatial, generator=_gen(56)) > 0.3
+    tc = wt & (torch.rand(b, 1, *spatial, generator=_gen(57)) > 0.4)
+    target = torch.cat([wt, tc, tc & (torch.rand(b, 1, *spatial, generator=_gen(58)) > 0.5)], 1).float()
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype=torch.bool)
+    e = torch.tensor([2.2, 1.1, 3.3])
+
+    def objective(order):
+        rows, pairs = pair_rows([s[:, :, order] for s in students], mask)
+        feature_rows, _ = pair_rows(sf, mask)
+        return prism_distillation_loss([t[:, order] for t in teacher], rows, tf, feature_rows, [target[:, order]],
+                                       mask, e, region_based=True, ds_weights=[2 / 3, 1 / 3], pairs=pairs,
+                                       region_classes=region_classes)
+
+    total, stats = objective([0, 1, 2])
+    for order in ([2, 1, 0], [1, 2, 0]):
+        other, other_stats = objective(order)
+        assert other.item() == pytest.approx(total.item(), rel=1e-6)
+        for key in ("pixel", "proto", "gap"):
+            torch.testing.assert_close(other_stats[key], stats[key], rtol=1e-5, atol=1e-7)

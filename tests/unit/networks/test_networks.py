@@ -211,6 +211,21 @@ def test_stacked_unimodal_outputs_equal_separate_single_modality_forwards(plans,
     assert torch.equal(out.students[0][6], out.unimodal[0][0, 3])
 
 
+@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
+@torch.no_grad()
+def test_decoder_features_are_the_input_of_the_full_resolution_segmentation_layer(plans, configuration):
+    """PRISM's prototypes use ``fused_features`` / ``student_features``: in 2d and 3d they are the
+    feature maps the last segmentation layer turns into the full-resolution logits."""
+    cm = plans[("nnUNetPlans", configuration)]
+    network = build(cm)
+    x = patch(cm)
+    x[0, 2] = 0
+    out = network.forward_all(x)
+    seg_layer = network.decoder.seg_layers[-1]
+    assert_close(seg_layer(out.fused_features), out.fused[0], atol=1e-5)
+    assert_close(seg_layer(out.student_features), out.students[0], atol=1e-5)
+
+
 @torch.no_grad()
 def test_forward_all_without_deep_supervision(plans):
     cm = plans[("nnUNetResEncUNetMPlans", "2d")]
