@@ -121,7 +121,9 @@ def trainer_summary(table: DiceTable, most_missing: str, full_set: Optional[str]
     cases); ``worst_subset``: the subset lowest in the seed-averaged mean-over-regions Dice and
     its Dice (``worst_subset_per_region``: the same per region); ``most_missing_alone`` and
     ``full_set`` (default: the last subset, all modalities): per region and averaged;
-    ``per_subset``: {subset: mean-over-regions Dice}."""
+    ``per_subset``: {subset: mean-over-regions Dice}; ``by_modality_count``: {k: the mean over
+    the subsets of k modalities, averaged over regions and per region} (what fusing more
+    modalities gains)."""
     per_seed = table.subset_dice()                      # (seeds, subsets, regions)
     over_regions = nanmean(per_seed, axis=2)            # (seeds, subsets)
     mean_15 = nanmean(per_seed, axis=1)                 # (seeds, regions)
@@ -134,7 +136,17 @@ def trainer_summary(table: DiceTable, most_missing: str, full_set: Optional[str]
         summary[key] = {"subset": name, "mean": _stat(over_regions[:, j]),
                         **{r: _stat(per_seed[:, j, k]) for k, r in enumerate(table.regions)}}
     summary["per_subset"] = {s: _stat(over_regions[:, j]) for j, s in enumerate(table.subsets)}
+    sizes = subset_sizes(table.subsets)
+    summary["by_modality_count"] = {
+        str(k): {"mean": _stat(nanmean(over_regions[:, sizes == k], axis=1)),
+                 **{r: _stat(nanmean(per_seed[:, sizes == k, i], axis=1)) for i, r in enumerate(table.regions)}}
+        for k in sorted(set(sizes.tolist()))}
     return summary
+
+
+def subset_sizes(subsets: Sequence[str]) -> np.ndarray:
+    """Number of modalities in each subset name ("FLAIR+T1c" -> 2)."""
+    return np.array([len(name.split("+")) for name in subsets])
 
 
 def _worst(table: DiceTable, values: np.ndarray) -> Dict[str, object]:
@@ -262,6 +274,15 @@ def summary_markdown(summaries: Mapping[str, Mapping], comparisons: Sequence[Map
             w = s.get("worst_subset_per_region", {}).get(r)
             worst = f"{w['subset']} {_pm(w)}" if w else "–"
             lines.append(f"| {trainer} | {r} | {_pm(s['mean_15'][r])} | {worst} | {_pm(s['full_set'][r])} |")
+    counts = [k for k in next(iter(summaries.values())).get("by_modality_count", {})]
+    if counts:
+        lines += ["", "By the number of modalities present (mean ± std over seeds of the mean over those subsets):", "",
+                  "| trainer | Dice | " + " | ".join(f"{k} of {counts[-1]}" for k in counts) + " |",
+                  "|---|---|" + "---|" * len(counts)]
+        for trainer, s in summaries.items():
+            for key in ("mean", *regions):
+                lines.append(f"| {trainer} | {key} | " + " | ".join(_pm(s["by_modality_count"][k][key]) for k in counts)
+                             + " |")
     for c in comparisons:
         if c.get("region") is not None:
             continue

@@ -212,3 +212,20 @@ def test_summary_markdown_with_region_comparisons_and_region_plot(qs, tmp_path):
     assert "WT 3 / 0; TC 3 / 0" in text  # improved / significantly worse after Holm, per region
     path = qs.plot_subset_dice([a, b], tmp_path / "regions.png", per_region=True)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_by_modality_count(qs):
+    subsets = ("T1", "T2", "T1+T2")
+    dice = np.zeros((2, 3, 1, 2))
+    dice[:, 0] = 0.6
+    dice[:, 1] = np.array([0.7, 0.9])[:, None, None]
+    dice[:, 2, :, 0] = 0.9
+    dice[:, 2, :, 1] = 0.5
+    s = qs.trainer_summary(table(qs, "A", dice, subsets=subsets), most_missing="T2")
+    assert list(qs.subset_sizes(subsets)) == [1, 1, 2] and list(s["by_modality_count"]) == ["1", "2"]
+    one = s["by_modality_count"]["1"]
+    assert one["WT"]["per_seed"] == pytest.approx([0.65, 0.75]) and one["mean"]["mean"] == pytest.approx(0.7)
+    assert s["by_modality_count"]["2"]["TC"]["mean"] == pytest.approx(0.5)
+    assert s["by_modality_count"]["2"]["mean"]["mean"] == pytest.approx(0.7)
+    text = qs.summary_markdown({"A": s}, [], ["WT", "TC"])
+    assert "| trainer | Dice | 1 of 2 | 2 of 2 |" in text and "| A | WT | 0.700 ± 0.071 | 0.900 ± 0.000 |" in text
