@@ -136,9 +136,8 @@ def main(argv=None):
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    from nnunet_prism.deep_supervision import full_resolution
     from nnunet_prism.losses.unimodal import unimodal_losses
-    from nnunet_prism.training.nnUNetTrainerPRISM import prism_objective
+    from nnunet_prism.training.trainers.nnUNetTrainerPRISM import prism_objective
 
     configuration = setup["setup"]["configuration"]
     fold = setup["setup"].get("fold", 0)

@@ -4,24 +4,25 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from helpers.paths import BENCHMARKS
 from nnunet_prism.evaluation.results import SubsetResults
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MODALITIES, REGIONS = ["FLAIR", "T1", "T1c", "T2"], ["WT", "TC", "ET"]
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    sys.path.insert(0, str(BENCHMARKS))
+    path, modules = list(sys.path), set(sys.modules)
     spec = importlib.util.spec_from_file_location("benchmark_prism_ablation", BENCHMARKS / "prism_ablation.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path and imports quality.py, run.py, quality_stats.py
     yield module
-    sys.modules.pop(spec.name, None)
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        if name in ("quality", "run", "quality_stats"):
+            sys.modules.pop(name)
 
 
 def results(path: Path, wt: float, seed_offset: float) -> Path:

@@ -2,17 +2,15 @@
 itself loads a trained run)."""
 import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers.paths import BENCHMARKS
 from nnunet_prism.losses.distillation import kl_divergence_map
 from nnunet_prism.networks.multi_encoder_unet import MultiModalOutput
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
