@@ -1,12 +1,10 @@
 """benchmarks/prism_ablation.py without training: the paired tests of every variant against PRISM
 and MissingModality (mean over regions and per region) and the Markdown that reports them."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers.paths import BENCHMARKS
+from helpers.benchmarks import benchmark_module
 from nnunet_prism.evaluation.results import SubsetResults
 
 MODALITIES, REGIONS = ["FLAIR", "T1", "T1c", "T2"], ["WT", "TC", "ET"]
@@ -14,15 +12,8 @@ MODALITIES, REGIONS = ["FLAIR", "T1", "T1c", "T2"], ["WT", "TC", "ET"]
 
 @pytest.fixture(scope="module")
 def ablation():
-    path, modules = list(sys.path), set(sys.modules)
-    spec = importlib.util.spec_from_file_location("benchmark_prism_ablation", BENCHMARKS / "prism_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path and imports quality.py, run.py, quality_stats.py
-    yield module
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        if name in ("quality", "run", "quality_stats"):
-            sys.modules.pop(name)
+    with benchmark_module("prism_ablation") as module:
+        yield module
 
 
 def results(path: Path, wt: float, seed_offset: float) -> Path:

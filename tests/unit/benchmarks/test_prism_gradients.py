@@ -1,13 +1,12 @@
 """benchmarks/prism_gradients.py's arithmetic on hand-made gradients and logits (the script
 itself loads a trained run)."""
-import importlib.util
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from helpers.paths import BENCHMARKS
+from helpers.benchmarks import benchmark_module
 from nnunet_prism.losses.distillation import kl_divergence_map
 from nnunet_prism.networks.multi_encoder_unet import MultiModalOutput
 
@@ -15,10 +14,8 @@ from nnunet_prism.networks.multi_encoder_unet import MultiModalOutput
 
 @pytest.fixture(scope="module")
 def grads():
-    spec = importlib.util.spec_from_file_location("benchmark_prism_gradients", BENCHMARKS / "prism_gradients.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_module("prism_gradients") as module:
+        yield module
 
 
 def test_grouped_norms_and_cosine(grads):

@@ -3,27 +3,19 @@ results.json without the machine's paths (the work folder relative to the reposi
 outside it); the 3d preset and its options, which cases a fold trains on and their realised
 missing rates, the comparisons tested, and that a work folder written before ``--fold`` existed
 still resumes."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.benchmarks import benchmark_module
 from helpers.paths import REPOSITORY as REPO
 
 
 @pytest.fixture(scope="module")
 def quality():
-    path, modules = list(sys.path), set(sys.modules)
-    spec = importlib.util.spec_from_file_location("benchmark_quality", REPO / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path and imports run.py, quality_stats.py
-    yield module
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        if name in ("run", "quality_stats"):
-            sys.modules.pop(name)
+    with benchmark_module("quality") as module:
+        yield module
 
 
 @pytest.mark.parametrize("argv", [["--workdir", "/root/quality_run", "--seeds", "0"],

@@ -1,24 +1,18 @@
 """benchmarks/quality_stats.py on hand-made numbers: mean ± std over seeds, Wilcoxon p-values that
 can be worked out by hand (exact null distribution), counts of improving subsets, the summary
 of one trainer, and the Markdown and PNG outputs."""
-import importlib.util
 import math
-import sys
 
 import numpy as np
 import pytest
 
-from helpers.paths import BENCHMARKS
+from helpers.benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def qs():
-    spec = importlib.util.spec_from_file_location("benchmark_quality_stats", BENCHMARKS / "quality_stats.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with benchmark_module("quality_stats") as module:
+        yield module
 
 
 def table(qs, trainer, dice, subsets=("T1", "T2", "T1+T2"), regions=("WT", "TC")):
