@@ -147,7 +147,7 @@ def test_fold_all_is_evaluated_on_given_cases_and_has_no_validation_cases(labell
     assert_one_line_error(code, err, "evaluate", "reached model loading")
     code, _, err = run_cli(capsys, "evaluate", "-d", DATASET_ID, "-c", CONFIGURATION, "-tr", TRAINER, "-f", "all",
                            "-o", tmp_path / "eval_all", "-device", "cpu")
-    assert_one_line_error(code, err, "evaluate", "fold_all", "no validation cases", "-i IMAGES -l LABELS")
+    assert_one_line_error(code, err, "evaluate", "fold 'all'", "no validation cases", "-i IMAGES -l LABELS")
     code, _, err = evaluate(capsys, images, labels, out, "-f", "first")
     assert_one_line_error(code, err, "evaluate", "fold 'first'", "neither a number nor 'all'")
     assert hashes(images, labels, out) == before and not (tmp_path / "eval_all").exists()
