@@ -5,7 +5,7 @@
 
 Uses the quality benchmark's work folder (``quality.py``, 2d or ``--preset 3d``: same training
 set, configuration, fold and schedule, same seeds) and adds a *development* set: complete synthetic cases drawn with another seed than
-the benchmark's held-out cases (which stay untouched for the README's table), so that a change
+the benchmark's held-out cases (which stay untouched for the quality table of docs/benchmarks.md), so that a change
 of a default chosen here is not tuned on the cases it is reported on. Every variant is PRISM with
 one hyperparameter changed (``VARIANTS``), trained as its own run; the benchmark's own
 MissingModality and PRISM runs (when finished) are scored on the development set too, and the

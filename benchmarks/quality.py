@@ -13,7 +13,7 @@ incomplete training set (missing rates FLAIR 0.2, T1 0.4, T1c 0.6, T2 0.8, writt
 converter) and scored by ``nnunet_prism evaluate -i IMAGES -l LABELS`` on all 15 modality subsets
 of complete held-out cases. The default configuration is nnU-Net's ``2d`` on 40^3 volumes with
 12 slices per batch, which fits the 18 runs of 1000 iterations into about 3 hours on a 2-core
-CPU (README, "Quality benchmark", says why this measures what 3d_fullres runs would); the
+CPU (docs/benchmarks.md, "Quality benchmark", says why this measures what 3d_fullres runs would); the
 evaluation runs without test-time mirroring unless ``--tta``.
 
 ``--preset 3d`` (``PRESET_3D``) is the 3d_fullres benchmark of PRISM against its baseline on whole
