@@ -106,18 +106,21 @@ LAYOUT_2023 = BratsLayout("2023", *_NAMES_2023, {0: 0, 1: 2, 2: 1, 3: 3},
                            3: "enhancing tumour (ET)"},
                           groups=(("et", (3,)), ("netc", (1,)), ("snfh", (2,)), ("tc", (1, 3)), ("wt", (1, 2, 3))),
                           case_prefix="BraTS-GLI", title="BraTS 2023 adult glioma")
+def _post_treatment_names(label_3: str) -> dict:
+    """The label names of the 2024-2025 glioma and the metastasis sets (same labels; label 3 is
+    worded "enhancing tissue" in the glioma set, "enhancing tumour" in the metastasis set)."""
+    return {1: "non-enhancing tumour core (NETC)", 2: "surrounding non-enhancing FLAIR hyperintensity (SNFH)",
+            3: label_3, 4: "resection cavity (RC)"}
+
+
 LAYOUT_2024 = BratsLayout("2024", *_NAMES_2023, dict(_GLIOMA_2024),
-                          {1: "non-enhancing tumour core (NETC)",
-                           2: "surrounding non-enhancing FLAIR hyperintensity (SNFH)",
-                           3: "enhancing tissue (ET)", 4: "resection cavity (RC)"},
+                          _post_treatment_names("enhancing tissue (ET)"),
                           regions=_RC_REGIONS, plain_labels=_RC_PLAIN,
                           groups=(("et", (3,)), ("netc", (1,)), ("snfh", (2,)), ("rc", (4,)), ("tc", (1, 3)),
                                   ("wt", (1, 2, 3))),
                           case_prefix="BraTS-GLI", title="BraTS 2024-2025 post-treatment glioma")
 LAYOUT_MET = BratsLayout("met", *_NAMES_2023, dict(_GLIOMA_2024),
-                         {1: "non-enhancing tumour core (NETC)",
-                          2: "surrounding non-enhancing FLAIR hyperintensity (SNFH)",
-                          3: "enhancing tumour (ET)", 4: "resection cavity (RC)"},
+                         _post_treatment_names("enhancing tumour (ET)"),
                          regions=_RC_REGIONS, plain_labels=_RC_PLAIN,
                          groups=(("et", (3,)), ("rc", (4,)), ("tc", (1, 3)), ("wt", (1, 2, 3))),
                          lesion_dilation=1, lesion_min_volume=2.0, case_prefix="BraTS-MET",
