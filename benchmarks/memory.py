@@ -27,72 +27,19 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch.utils.checkpoint
+
+from nnunet_prism.memory_count import count_step
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PLANS = HERE / "brats2021_like_plans.json"
 DEFAULT_DATASET = HERE / "brats2021_like_dataset.json"
 GIB = 2 ** 30
-TRAINERS = ("nnUNetTrainer", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM", "nnUNetTrainerShaSpec",
-            "nnUNetTrainerGMD")
+TRAINERS = ("nnUNetTrainer", "nnUNetTrainerModalityDropout", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM",
+            "nnUNetTrainerShaSpec", "nnUNetTrainerGMD", "nnUNetTrainerDS")
+NNUNET_NETWORK = ("nnUNetTrainer", "nnUNetTrainerModalityDropout")  # nnU-Net's network and loss
 MULTI_ENCODER = ("nnUNetTrainerMissingModality", "nnUNetTrainerPRISM")
+DYNAMIC_SHARING = ("nnUNetTrainerGMD", "nnUNetTrainerDS")
 GMD_SUBSETS = 5
-
-
-class SavedBytes:
-    """Context manager: the storage bytes of the tensors autograd saves inside it, each storage
-    counted once; storages in ``exclude`` (parameters) are left out.
-
-    Activation checkpoints (``torch.utils.checkpoint.checkpoint``) inside it are accounted too:
-    their tensor arguments count as saved (they are held for the recomputation), and each
-    region is run once more under its own counter to find ``largest_region``: the most bytes a
-    region re-materialises in the backward pass beyond what is saved anyway (regions are
-    recomputed one at a time, so the backward peak is about ``total + largest_region``)."""
-
-    def __init__(self, exclude=(), include=()):
-        self.exclude = list(exclude)
-        self.excluded = {t.untyped_storage().data_ptr() for t in self.exclude}
-        self.storages = {}
-        self.largest_region = 0
-        self.regions = 0
-        for t in include:
-            self._add(t)
-
-    def _add(self, t: torch.Tensor):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in self.excluded and storage.nbytes():
-            self.storages[storage.data_ptr()] = max(self.storages.get(storage.data_ptr(), 0), storage.nbytes())
-
-    def pack(self, t: torch.Tensor) -> torch.Tensor:
-        self._add(t)
-        return t
-
-    def _checkpoint(self, function, *args, **kwargs):
-        for a in args:
-            for t in (a if isinstance(a, (list, tuple)) else [a]):
-                if isinstance(t, torch.Tensor):
-                    self._add(t)
-        with SavedBytes(exclude=self.exclude) as region:
-            function(*args)  # measurement only: what the recomputation will save
-        extra = sum(n for ptr, n in region.storages.items() if ptr not in self.storages)
-        self.largest_region = max(self.largest_region, extra)
-        self.regions += 1
-        return self._real_checkpoint(function, *args, **kwargs)
-
-    def __enter__(self):
-        self._real_checkpoint = torch.utils.checkpoint.checkpoint
-        torch.utils.checkpoint.checkpoint = self._checkpoint
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._hooks.__exit__(*exc)
-        torch.utils.checkpoint.checkpoint = self._real_checkpoint
-
-    @property
-    def total(self) -> int:
-        return sum(self.storages.values())
 
 
 # -- plans, networks and losses -------------------------------------------------------------
@@ -112,10 +59,10 @@ def build_network(trainer: str, plans_manager, cm, num_inputs: int, num_outputs:
     from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet
     from nnunet_prism.networks.multi_encoder_unet import build_multi_encoder_unet
     from nnunet_prism.networks.shaspec_unet import build_shaspec_unet
-    if trainer == "nnUNetTrainer":
+    if trainer in NNUNET_NETWORK:
         return nnUNetTrainer.build_network_architecture(plans_manager, cm, num_inputs, num_outputs, True)
-    builder = {"nnUNetTrainerShaSpec": build_shaspec_unet,
-               "nnUNetTrainerGMD": build_dynamic_sharing_unet}.get(trainer, build_multi_encoder_unet)
+    builder = (build_shaspec_unet if trainer == "nnUNetTrainerShaSpec" else
+               build_dynamic_sharing_unet if trainer in DYNAMIC_SHARING else build_multi_encoder_unet)
     return builder(cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
                    num_inputs, num_outputs, True)
 
@@ -152,11 +99,25 @@ def make_batch(cm, label_manager, patch, num_inputs: int, present: int, device, 
     return data.to(device), mask.to(device), target
 
 
+def gmd_losses(network, loss, data, mask, target):
+    """GMD's and DS's forward: (the encoder skips, the k = GMD_SUBSETS subset losses (None where no
+    sample has the subset)) for the same seeded subsets every call, from the trainer's own
+    ``subset_losses``."""
+    from nnunet_prism.modalities import subset_masks
+    from nnunet_prism.training.trainers.nnUNetTrainerGMD import subset_losses
+    subsets = torch.as_tensor(subset_masks(mask.shape[1]), device=data.device)
+    chosen = random.Random(0).sample(range(len(subsets)), min(GMD_SUBSETS, len(subsets)))
+    skips = network.encode(data)
+    return skips, subset_losses(loss, network.decode(skips), target, mask, subsets[chosen])
+
+
 def training_loss(trainer: str, network, loss, data, mask, target, label_manager, checkpoint_loss: bool = False):
     """The trainer's objective for one batch (forward included), from the trainers' own loss
-    functions. ``checkpoint_loss``: PRISM's distillation terms are recomputed in the backward pass
-    (``checkpointed``, as the trainer does under activation checkpointing)."""
-    if trainer == "nnUNetTrainer":
+    functions (GMD and DS: the sum of the subset losses, DS's objective; GMD's gradients come from
+    the same graph, ``backward``). ``checkpoint_loss``: PRISM's distillation terms are recomputed
+    in the backward pass, ``checkpoint_rows`` pairs at a time (``recompute_rows``, as the trainer
+    does under activation checkpointing)."""
+    if trainer in NNUNET_NETWORK:
         return loss(network(data), target)
     if trainer in MULTI_ENCODER:
         from nnunet_prism.losses.unimodal import unimodal_losses
@@ -165,30 +126,42 @@ def training_loss(trainer: str, network, loss, data, mask, target, label_manager
         total = loss(out.fused, target) + unimodal_losses(loss, out.students, out.samples, out.modalities,
                                                           mask.shape[1], target).sum()
         if trainer == "nnUNetTrainerPRISM":
-            from functools import partial
-
             from nnunet_prism.losses import DEFAULT_LAMBDA_PIXEL, DEFAULT_LAMBDA_PROTO, DEFAULT_TEMPERATURE
-            from nnunet_prism.networks.decoding import checkpointed
             from nnunet_prism.training.trainers.nnUNetTrainerPRISM import prism_objective
-            objective = partial(prism_objective, out, target, torch.ones(mask.shape[1], device=data.device),
-                                label_manager, loss.weight_factors, DEFAULT_TEMPERATURE, DEFAULT_LAMBDA_PIXEL,
-                                DEFAULT_LAMBDA_PROTO, None)
-            total = total + (checkpointed(objective) if checkpoint_loss else objective())[0]
+            total = total + prism_objective(out, target, torch.ones(mask.shape[1], device=data.device), label_manager,
+                                            loss.weight_factors, DEFAULT_TEMPERATURE, DEFAULT_LAMBDA_PIXEL,
+                                            DEFAULT_LAMBDA_PROTO, None,
+                                            recompute_rows=network.checkpoint_rows if checkpoint_loss else None)[0]
         return total
     if trainer == "nnUNetTrainerShaSpec":
         from nnunet_prism.losses.shaspec import DEFAULT_ALPHA, DEFAULT_BETA
         from nnunet_prism.training.trainers.nnUNetTrainerShaSpec import shaspec_objective
         out = network(data, mask, return_all=True)
         return shaspec_objective(out, loss(out.logits, target), out.modality_mask, DEFAULT_ALPHA, DEFAULT_BETA)[0]
-    if trainer == "nnUNetTrainerGMD":
-        from nnunet_prism.modalities import subset_masks
-        from nnunet_prism.training.trainers.nnUNetTrainerGMD import subset_losses
-        subsets = torch.as_tensor(subset_masks(mask.shape[1]), device=data.device)
-        chosen = random.Random(0).sample(range(len(subsets)), min(GMD_SUBSETS, len(subsets)))
-        # GMD's k subset losses (their gradients come from one graph)
-        losses = subset_losses(loss, network.forward_modalities(data), target, mask, subsets[chosen])
-        return sum(loss for loss in losses if loss is not None)
+    if trainer in DYNAMIC_SHARING:
+        return sum(value for value in gmd_losses(network, loss, data, mask, target)[1] if value is not None)
     raise ValueError(f"unknown trainer {trainer}")
+
+
+def backward(trainer: str, network, loss, data, mask, target, label_manager, checkpoint_loss: bool = False,
+             scaler=None, autocast: bool = False):
+    """One training step's forward, loss and backward as the trainer runs them, gradients left in
+    ``.grad`` (scaled by ``scaler``, a GradScaler, if given; forward and loss under CUDA autocast
+    with ``autocast``): GMD through ``gmd_backward`` (k subset backward passes, decoupled), the
+    others through ``training_loss(...).backward()``. Returns the loss (detached; GMD: the sum of
+    the subset losses)."""
+    with torch.autocast("cuda", enabled=autocast):
+        if trainer == "nnUNetTrainerGMD":
+            skips, losses = gmd_losses(network, loss, data, mask, target)
+        else:
+            total = training_loss(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss)
+    if trainer == "nnUNetTrainerGMD":
+        from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale
+        gmd_backward(network.shared_parameters(), network.modality_parameters(), skips, losses,
+                     scale=loss_scale(scaler, data.device), generator=torch.Generator().manual_seed(0))
+        return sum(value.detach() for value in losses if value is not None)
+    (scaler.scale(total) if scaler is not None else total).backward()
+    return total.detach()
 
 
 def state_bytes(network) -> int:
@@ -200,10 +173,8 @@ def state_bytes(network) -> int:
 def saved_activation_bytes(trainer, network, loss, batch, label_manager, checkpoint_loss=False):
     """(bytes saved for the backward pass, largest recomputed region's extra bytes)."""
     data, mask, target = batch
-    network.train()
-    with SavedBytes(exclude=list(network.parameters()), include=[data]) as counter:
-        total = training_loss(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss)
-    del total
+    counter = count_step(network, lambda: training_loss(trainer, network, loss, data, mask, target, label_manager,
+                                                        checkpoint_loss), include=[data])
     return counter.total, counter.largest_region
 
 
@@ -218,14 +189,11 @@ def cuda_amp_peak(trainer, network, loss, batch, label_manager, device, checkpoi
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda"):
-            total = training_loss(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss)
-        scaler.scale(total).backward()
+        backward(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss, scaler, autocast=True)
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
         scaler.step(optimizer)
         scaler.update()
-        del total
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)
     optimizer.zero_grad(set_to_none=True)
@@ -233,17 +201,20 @@ def cuda_amp_peak(trainer, network, loss, batch, label_manager, device, checkpoi
 
 
 def step_seconds(trainer, network, loss, batch, label_manager, repeats: int, checkpoint_loss=False) -> float:
-    """Mean seconds of ``repeats`` forward + loss + backward passes, after one warm-up: wall time
-    on CUDA, this process's CPU time on the CPU (robust to other processes on a shared machine)."""
+    """Mean seconds of ``repeats`` forward + loss + backward passes as the trainer runs them
+    (``backward``; on CUDA under AMP, as nnU-Net trains), after one warm-up: wall time on CUDA,
+    this process's CPU time on the CPU (robust to other processes on a shared machine)."""
     data, mask, target = batch
     clock = time.perf_counter if data.is_cuda else time.process_time
+    scaler = torch.amp.GradScaler("cuda") if data.is_cuda else None
     times = []
     for i in range(repeats + 1):
         network.zero_grad(set_to_none=True)
         if data.is_cuda:
             torch.cuda.synchronize(data.device)
         start = clock()
-        training_loss(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss).backward()
+        backward(trainer, network, loss, data, mask, target, label_manager, checkpoint_loss, scaler,
+                 autocast=data.is_cuda)
         if data.is_cuda:
             torch.cuda.synchronize(data.device)
         if i:
@@ -301,17 +272,21 @@ def measure(args) -> dict:
                 print(f"  measured {trainer} saving={saving} present={present}: saved {row['saved_bytes'] / GIB:.2f} "
                       f"GiB, with the largest recomputed region {row['peak_bytes'] / GIB:.2f} GiB", flush=True)
         if args.step_time and len(savings(trainer, network)) > 1:
-            batch = make_batch(cm, label_manager, patch, num_inputs, num_inputs, device)
-            times = {}
-            for _ in range(2):  # alternate: the load of a shared machine drifts
-                for saving in savings(trainer, network):
-                    checkpoint_loss = apply_saving(network, saving)
-                    times.setdefault(saving, []).append(step_seconds(trainer, network, loss, batch, label_manager,
-                                                                     args.step_time, checkpoint_loss))
-            for row in rows:
-                if row["trainer"] == trainer:
-                    row["step_s_all_present"] = float(np.mean(times[row["saving"]]))
-                    row["step_ratio_to_off"] = row["step_s_all_present"] / float(np.mean(times["off"]))
+            for present in sorted({min(n, num_inputs) for n in args.step_present} & set(counts)):
+                batch = make_batch(cm, label_manager, patch, num_inputs, present, device)
+                times = {}
+                for _ in range(2):  # alternate: the load of a shared machine drifts
+                    for saving in savings(trainer, network):
+                        checkpoint_loss = apply_saving(network, saving)
+                        times.setdefault(saving, []).append(step_seconds(trainer, network, loss, batch,
+                                                                         label_manager, args.step_time,
+                                                                         checkpoint_loss))
+                for row in rows:
+                    if row["trainer"] == trainer and row["present"] == present:
+                        row["step_s"] = float(np.mean(times[row["saving"]]))
+                        row["step_ratio_to_off"] = row["step_s"] / float(np.mean(times["off"]))
+                        print(f"  timed {trainer} saving={row['saving']} present={present}: {row['step_s']:.2f} s, "
+                              f"{row['step_ratio_to_off']:.2f}x the step without saving", flush=True)
         del network
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -327,11 +302,11 @@ def measure(args) -> dict:
 
 def markdown(result: dict) -> str:
     has_cuda = any("cuda_amp_peak_bytes" in r for r in result["rows"])
-    has_time = any("step_s_all_present" in r for r in result["rows"])
+    has_time = any("step_s" in r for r in result["rows"])
     head = ["trainer", "saving", "modalities present", "saved activations", "+ largest recomputed region",
             "ratio to nnU-Net", "params + grads + momentum"]
     head += ["CUDA AMP step peak"] if has_cuda else []
-    head += ["step time (all present)", "ratio to no saving"] if has_time else []
+    head += ["step time", "ratio to no saving"] if has_time else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
         cells = [r["trainer"], r["saving"], f"{r['present']} of {result['modalities']}",
@@ -341,8 +316,8 @@ def markdown(result: dict) -> str:
         if has_cuda:
             cells.append(f"{r['cuda_amp_peak_bytes'] / GIB:.2f} GiB" if "cuda_amp_peak_bytes" in r else "–")
         if has_time:
-            cells += ([f"{r['step_s_all_present']:.2f} s", f"{r['step_ratio_to_off']:.2f}x"]
-                      if "step_s_all_present" in r else ["–", "–"])
+            cells += ([f"{r['step_s']:.2f} s", f"{r['step_ratio_to_off']:.2f}x"]
+                      if "step_s" in r else ["–", "–"])
         lines.append("| " + " | ".join(cells) + " |")
     scaled = result["scale"] != 1.0
     note = ("Saved activations: bytes autograd saves in one training forward + loss (fp32, each storage once, "
@@ -369,8 +344,10 @@ def main():
     parser.add_argument("--only", nargs="+", choices=TRAINERS, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--step-time", type=int, default=0, metavar="N",
-                        help="also time N forward+backward passes (all modalities present) with each saving "
-                             "for the multi-encoder trainers (twice, alternating, after a warm-up each)")
+                        help="also time N forward+loss+backward passes with each saving for every trainer that "
+                             "has one (twice, alternating, after a warm-up each; CUDA: under AMP)")
+    parser.add_argument("--step-present", type=int, nargs="+", default=[4],
+                        help="modalities present in the timed steps (each of --present; default all four)")
     parser.add_argument("--checkpoint-rows", type=int, default=None,
                         help="decoder rows per recomputed chunk (the network's checkpoint_rows)")
     parser.add_argument("--json", type=Path, default=None)

@@ -27,6 +27,12 @@ def like_levels(template, levels: List[torch.Tensor]):
     return levels if isinstance(template, (list, tuple)) else levels[0]
 
 
+def cat_levels(chunks: List) -> "Logits":
+    """Logits of consecutive row chunks (each a tensor or a list of levels) concatenated along
+    rows, level by level, structured like one chunk's."""
+    return like_levels(chunks[0], [torch.cat(level) for level in zip(*(as_level_list(c) for c in chunks))])
+
+
 def full_resolution(x):
     """Level 0 of a list/tuple of deep-supervision levels, or the tensor itself."""
     return x[0] if isinstance(x, (list, tuple)) else x

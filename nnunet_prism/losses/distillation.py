@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from nnunet_prism.deep_supervision import Logits, as_level_list
+from nnunet_prism.recomputation import in_row_chunks
 
 #: Distillation temperature T of the official PASSION code.
 DEFAULT_TEMPERATURE = 4.0
@@ -140,7 +141,7 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
                             class_reduction: str = "mean",
                             return_per_sample: bool = False,
                             *, pairs: Tuple[torch.Tensor, torch.Tensor],
-                            upsample: bool = False
+                            upsample: bool = False, recompute_rows: Optional[int] = None
                             ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """Pixel-wise self-distillation L_pixel^m of every modality, deep-supervised.
 
@@ -165,6 +166,10 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
     - upsample=True (official PASSION code): every level's teacher and student probabilities
       are upsampled to the full resolution (:func:`upsample_probabilities`) before the KL, and
       ds_weights are used as given (None: :func:`official_level_weights`), not normalised.
+    - recompute_rows (activation checkpointing): the KL maps of ``recompute_rows`` pairs at a
+      time, each chunk recomputed in the backward pass (``in_row_chunks``), so the step holds
+      one chunk's maps (float32, at full resolution the largest tensors of the step) instead of
+      P pairs'. Same values (per-pair computations).
     See :func:`kl_divergence_map` for the KL direction and the optional official clamp.
     """
     teachers = as_level_list(teacher_logits)
@@ -188,11 +193,14 @@ def pixel_distillation_loss(teacher_logits: Logits, student_logits: Logits,
         if teacher.shape[0] != batch or student.shape != (b_idx.shape[0], *teacher.shape[1:]):
             raise ValueError(f"student logits {tuple(student.shape)} (one row per present pair) must be "
                              f"(P, *teacher.shape[1:]) for teacher logits {tuple(teacher.shape)}")
-        with full_precision(student):
-            kl = kl_divergence_map(teacher.detach()[b_idx], student, temperature, region_based, prob_floor, size)
-        kl = kl.flatten(2)  # (P, C, V)
-        per_pair = kl.sum(1).mean(1) if class_reduction == "sum" else kl.mean((1, 2))
-        values = values + w * per_pair
+        def pair_kl(rows, teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:  # (R,) of the pairs rows
+            with full_precision(student):
+                kl = kl_divergence_map(teacher.detach()[b_idx[rows]], student[rows], temperature, region_based,
+                                       prob_floor, size)
+            kl = kl.flatten(2)  # (R, C, V)
+            return kl.sum(1).mean(1) if class_reduction == "sum" else kl.mean((1, 2))
+
+        values = values + w * in_row_chunks(pair_kl, b_idx.shape[0], recompute_rows, teacher, student)
     per_sample = students[0].new_zeros((batch, num_modalities), dtype=torch.float32)
     per_sample = per_sample.index_put((b_idx, m_idx), values)
     counts = mask.sum(0).clamp(min=1).to(per_sample.dtype)

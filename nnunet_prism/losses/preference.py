@@ -297,7 +297,8 @@ def prism_distillation_loss(teacher_logits: Logits, student_logits: Logits,
     Reduction: per-sample sum over present modalities, mean over the batch (equals the official
     code at its batch size 1; E^m = 1/(1-FR^m) then exactly offsets how often m is present).
     kwargs go to :func:`prototype_distillation` (num_classes, include_background, class_scope,
-    ...) and ``prob_floor``/``class_reduction``/``upsample`` to :func:`pixel_distillation_loss`;
+    ...) and ``prob_floor``/``class_reduction``/``upsample`` to :func:`pixel_distillation_loss`
+    (``recompute_rows``, activation checkpointing of the per-pair terms, to both);
     ``omega_scope`` and ``proto_coefficients`` to :func:`combine_distillation`. ``batch_sum``
     (DDP: a sum over ranks) is used for the batch-level statistics (batch classes, batch gate).
     Returns total (scalar) and detached stats: 'pixel' and 'proto' (M,) means over the samples
@@ -306,6 +307,7 @@ def prism_distillation_loss(teacher_logits: Logits, student_logits: Logits,
     ``PreferenceState.update_batch``).
     """
     pixel_kwargs = {k: kwargs.pop(k) for k in ("prob_floor", "class_reduction", "upsample") if k in kwargs}
+    pixel_kwargs["recompute_rows"] = kwargs.get("recompute_rows")
     mask = modality_mask.to(dtype=torch.bool)
     _, pixel = pixel_distillation_loss(teacher_logits, student_logits, mask, ds_weights,
                                        temperature, region_based, return_per_sample=True,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from nnunet_prism.deep_supervision import Logits, full_resolution
 from nnunet_prism.losses.distillation import check_pairs, full_precision
+from nnunet_prism.recomputation import in_row_chunks
 
 
 class PrototypeDistillation(NamedTuple):
@@ -104,7 +105,8 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
                            eps: float = 1e-8, region_classes: str = "regions",
                            *, pairs: Tuple[torch.Tensor, torch.Tensor],
                            class_scope: str = "sample",
-                           batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> PrototypeDistillation:
+                           batch_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                           recompute_rows: Optional[int] = None) -> PrototypeDistillation:
     """Semantic self-distillation L_proto and knowledge gap D per sample and modality.
 
     Shapes: teacher_features (B, F, *spatial) (fused branch, highest-resolution decoder
@@ -130,6 +132,9 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
     - A sample without any foreground class/region gives loss 0, D 0 and valid False, so RP
       ignores it; an absent modality likewise, and it is not computed (no gradient).
     - The teacher side is detached; D is returned detached. Computed in float32 (autocast off).
+    - recompute_rows (activation checkpointing): the student similarity maps of
+      ``recompute_rows`` pairs at a time, each chunk recomputed in the backward pass
+      (``in_row_chunks``); same values.
     """
     mask = modality_mask.to(device=student_features.device, dtype=torch.bool)
     batch, num_modalities = mask.shape
@@ -150,11 +155,11 @@ def prototype_distillation(teacher_features: torch.Tensor, student_features: tor
         raise ValueError(f"class_scope must be 'sample' or 'batch', got {class_scope!r}")
     with full_precision(student_features):
         return _prototype_terms(teacher_features, student_features, b_idx, m_idx, masks, foreground, mask, eps,
-                                (batch_sum or (lambda t: t)) if class_scope == "batch" else None)
+                                (batch_sum or (lambda t: t)) if class_scope == "batch" else None, recompute_rows)
 
 
 def _prototype_terms(teacher_features, student_features, b_idx, m_idx, masks, foreground, mask, eps,
-                     batch_sum=None):
+                     batch_sum=None, recompute_rows=None):
     """The body of :func:`prototype_distillation` after validation, in float32; student_features
     (P, F, *spatial) are the rows of the pairs (b_idx, m_idx)."""
     batch, num_modalities = mask.shape
@@ -174,12 +179,18 @@ def _prototype_terms(teacher_features, student_features, b_idx, m_idx, masks, fo
     loss = student_features.new_zeros((batch, num_modalities), dtype=torch.float32)
     gap = loss.clone()
     # computed for the valid (sample, modality) pairs only; none still keeps the graph
-    student_maps = _similarity_maps(student_features.float().flatten(2), masks[b_idx], eps)  # (P, K, V)
-    diff = student_maps - teacher_maps[b_idx]
-    weights = present[b_idx].float()
-    n_classes = weights.sum(1)                                       # >= 1 (has a foreground)
-    pair_loss = (diff.square().mean(-1) * weights).sum(1) / n_classes
-    pair_gap = (diff.detach().abs().mean(-1) * weights).sum(1) / n_classes
+
+    def pair_terms(rows, student_features, masks, teacher_maps):  # (R,) loss and gap of the pairs ``rows``
+        samples = b_idx[rows]
+        student_maps = _similarity_maps(student_features[rows].float().flatten(2), masks[samples], eps)  # (R, K, V)
+        diff = student_maps - teacher_maps[samples]
+        weights = present[samples].float()
+        n_classes = weights.sum(1)                                       # >= 1 (has a foreground)
+        return ((diff.square().mean(-1) * weights).sum(1) / n_classes,
+                (diff.detach().abs().mean(-1) * weights).sum(1) / n_classes)
+
+    pair_loss, pair_gap = in_row_chunks(pair_terms, b_idx.shape[0], recompute_rows, student_features, masks,
+                                        teacher_maps)
     loss = loss.index_put((b_idx, m_idx), pair_loss)
     gap = gap.index_put((b_idx, m_idx), pair_gap)
     valid = mask & has_foreground[:, None]

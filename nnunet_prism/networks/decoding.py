@@ -9,7 +9,7 @@ from dynamic_network_architectures.building_blocks.simple_conv_blocks import Con
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from torch import nn
 
-from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
+from nnunet_prism.deep_supervision import Logits, cat_levels
 from nnunet_prism.networks.regions import checkpointed, dynamic_rows
 
 __all__ = ["checkpointed", "decode_fused", "decode_mixtures", "decode_rows", "decode_rows_in_chunks",
@@ -135,5 +135,4 @@ def decode_rows_in_chunks(region: Callable, decoder: UNetDecoder, projections: S
     for chunk, columns in zip(weights.split(rows_per_chunk), used):
         chunk = dynamic_rows(chunk.clone(), 0, 1)  # a tensor of its own: no storage offset for dynamo to guard on
         outputs.append(region(decoder, projections, skips, chunk, dynamic_rows(columns), checkpoint))
-    logits = like_levels(outputs[0][0], [torch.cat(level) for level in zip(*(as_level_list(o[0]) for o in outputs))])
-    return logits, torch.cat([o[1] for o in outputs])
+    return cat_levels([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])

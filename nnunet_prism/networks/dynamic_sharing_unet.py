@@ -17,22 +17,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunet_prism.deep_supervision import Logits, as_level_list, full_resolution, like_levels
+from nnunet_prism.deep_supervision import Logits, as_level_list, cat_levels, full_resolution, like_levels
 from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.multi_encoder_unet import default_encoder_width
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width)
-from nnunet_prism.networks.regions import CompiledRegions
+from nnunet_prism.networks.regions import ActivationCheckpointing, CompiledRegions, chunk_indices, run_on_rows
 
-def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor) -> Logits:
+def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor,
+                    modalities: Optional[Sequence[int]] = None) -> Logits:
     """F(H) of the DS framework (GMD, Eq. 2): mean over present modalities.
 
     per_modality: (B, M, C, *spatial) or a list of those (deep supervision); modality_mask: (B, M)
     bool -> (B, C, *spatial) (or a list). Absent modalities are selected away, not zero-filled;
-    a sample with no present modality gets zeros.
+    a sample with no present modality gets zeros. ``modalities``: only these take part (the same
+    result when the others are absent from every sample, but their logits are then not in the
+    graph, so a backward pass skips their decoder rows).
     """
-    return like_levels(per_modality, [masked_mean(t.unbind(1), modality_mask) for t in as_level_list(per_modality)])
+    if modalities is not None:
+        modality_mask = modality_mask[:, list(modalities)]
+    select = (lambda t: t.unbind(1)) if modalities is None else (lambda t: [t[:, m] for m in modalities])
+    return like_levels(per_modality, [masked_mean(select(t), modality_mask) for t in as_level_list(per_modality)])
 
 
 def encode_each_modality(encoders: Sequence[nn.Module], x: torch.Tensor) -> List[torch.Tensor]:
@@ -42,13 +48,15 @@ def encode_each_modality(encoders: Sequence[nn.Module], x: torch.Tensor) -> List
     return [torch.cat(scale) for scale in zip(*per_modality)]
 
 
-def decode_each_modality(decoder: nn.Module, skips: List[torch.Tensor]) -> Logits:
+def decode_each_modality(decoder: nn.Module, skips: List[torch.Tensor], rows: Optional[torch.Tensor] = None,
+                         checkpoint: bool = False) -> Logits:
     """The decoder region of the DS network: the shared decoder on the stacked skips of all
-    modalities (per scale (M * B, C_s, *spatial_s)) -> its logits for the M * B rows."""
-    return decoder(skips)
+    modalities (per scale (M * B, C_s, *spatial_s)) -> its logits for the M * B rows, or for
+    the rows ``rows`` ((R,) long) only; recomputed in the backward pass when ``checkpoint``."""
+    return run_on_rows(lambda *skips: decoder(list(skips)), skips, rows, checkpoint)
 
 
-class DynamicSharingUNet(CompiledRegions, nn.Module):
+class DynamicSharingUNet(ActivationCheckpointing, CompiledRegions, nn.Module):
     """DS network: M one-channel encoders f_m, one shared UNetDecoder T run on every modality's
     skips, and the mean of the present modalities' logits.
 
@@ -71,6 +79,14 @@ class DynamicSharingUNet(CompiledRegions, nn.Module):
     torch.compile: GMD takes its gradients at the skips between encoders and decoder, so its step
     calls ``encode`` and ``decode`` itself; ``compile_regions`` compiles those two (the forward
     is them plus the mean), and the trainers call it instead of compiling the whole network.
+
+    ``activation_checkpointing`` (``ActivationCheckpointing``; training with gradients only):
+    the decoder, which holds most of the activations (M * B rows), runs ``checkpoint_rows`` rows
+    at a time, each chunk recomputed in the backward pass; its inputs (the skips) and the logits
+    are kept. The encoders keep their activations: recomputing them too would cost another half
+    forward pass for memory the step does not need (docs/design.md, "Memory"). GMD's k subset
+    backward passes each recompute only the decoder rows of the modalities their subset uses
+    (``subset_losses`` fuses only those).
     """
 
     REGIONS = "regions: the encoders' pass and the shared decoder's pass (GMD's gradients are taken between them)"
@@ -103,7 +119,12 @@ class DynamicSharingUNet(CompiledRegions, nn.Module):
     def decode(self, skips: Sequence[torch.Tensor]) -> Logits:
         """T applied to every modality: skips from ``encode`` -> per-modality logits
         (B, M, C, *spatial) (a list over deep-supervision levels, highest resolution first)."""
-        logits = self.region(decode_each_modality)(self.decoder, list(skips))
+        region = self.region(decode_each_modality)
+        if self.recomputing():
+            logits = cat_levels([region(self.decoder, list(skips), rows, True)
+                                 for rows in chunk_indices(skips[0].shape[0], self.checkpoint_rows, skips[0].device)])
+        else:
+            logits = region(self.decoder, list(skips))
         batch = skips[0].shape[0] // self.num_modalities
 
         def per_modality(t: torch.Tensor) -> torch.Tensor:

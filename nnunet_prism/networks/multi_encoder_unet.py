@@ -21,7 +21,7 @@ from nnunet_prism.networks.pair_layout import PairLayout
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width, stage_sizes)
-from nnunet_prism.networks.regions import CompiledRegions, dynamic_rows, run_module
+from nnunet_prism.networks.regions import ActivationCheckpointing, CompiledRegions, dynamic_rows, run_module
 
 def default_encoder_width(num_modalities: int) -> float:
     """1 / sqrt(M). A conv costs C_in * C_out, so M encoders at width w cost M * w^2 times one
@@ -134,7 +134,7 @@ class PresentEncoding:
         return torch.cat([self.fused_weights(), own])
 
 
-class MultiEncoderUNet(CompiledRegions, nn.Module):
+class MultiEncoderUNet(ActivationCheckpointing, CompiledRegions, nn.Module):
     """One encoder per modality, masked-mean fusion at every skip scale, one UNetDecoder.
 
     Each modality has a one-channel encoder of the plan's family (PlainConvEncoder or
@@ -152,12 +152,10 @@ class MultiEncoderUNet(CompiledRegions, nn.Module):
     Normalisation must be per sample (nnU-Net's plans use InstanceNorm): BatchNorm in training
     would let absent modalities and other samples leak through the batch statistics.
 
-    ``activation_checkpointing`` (settable after build, default off; used only in training with
-    gradients on): every encoder pass and every ``checkpoint_rows`` decoder rows of
-    ``forward_all`` keep only their inputs and outputs and are recomputed in the backward pass,
-    one chunk at a time, so the step holds one chunk's decoder activations instead of B + P
-    rows' (benchmarks/memory.py). Same outputs and gradients (up to float summation order),
-    about one more forward pass of compute.
+    ``activation_checkpointing`` (``ActivationCheckpointing``; training with gradients only):
+    every encoder pass and every ``checkpoint_rows`` decoder rows of ``forward_all`` keep only
+    their inputs and outputs and are recomputed in the backward pass, one chunk at a time, so
+    the step holds one chunk's decoder activations instead of B + P rows'.
 
     torch.compile: the number of rows of every encoder pass and decoder call depends on the mask,
     so the network is not one graph; ``compile_regions`` compiles each encoder pass and each
@@ -167,9 +165,6 @@ class MultiEncoderUNet(CompiledRegions, nn.Module):
 
     REGIONS = ("regions: each encoder pass and each decoder call (rows dynamic); choosing the present "
                "(sample, modality) pairs stays eager")
-
-    #: decoder rows per recomputed chunk under ``activation_checkpointing``
-    checkpoint_rows: int = 1
 
     def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
                  deep_supervision: bool = True, encoder_width: Optional[float] = None,
@@ -200,13 +195,9 @@ class MultiEncoderUNet(CompiledRegions, nn.Module):
         outputs = []
         for m, start, count in layout.modality_rows():
             image = x[samples[start:start + count], m][:, None]  # (count, 1, *spatial), contiguous
-            outputs.append(self.region(run_module)(self.encoders[m], dynamic_rows(image), self._checkpointing()))
+            outputs.append(self.region(run_module)(self.encoders[m], dynamic_rows(image), self.recomputing()))
         features = [dynamic_rows(torch.cat(scale) if len(scale) > 1 else scale[0]) for scale in zip(*outputs)]
         return PresentEncoding(samples, modalities, features, mask, layout, chunk_pairs)
-
-    def _checkpointing(self) -> bool:
-        """Whether this pass recomputes its activations in backward (training with gradients)."""
-        return self.activation_checkpointing and self.training and torch.is_grad_enabled()
 
     def forward(self, x: torch.Tensor, modality_mask: Optional[torch.Tensor] = None,
                 return_all: bool = False) -> Union[Logits, "MultiModalOutput"]:
@@ -232,7 +223,7 @@ class MultiEncoderUNet(CompiledRegions, nn.Module):
         (b, m) equals ``forward(x, mask with only m)[b]``.
         """
         mask = resolve_modality_mask(x, modality_mask, self.num_modalities)
-        checkpointing = self._checkpointing()
+        checkpointing = self.recomputing()
         encoded = self._encode(x, mask, self.checkpoint_rows if checkpointing else None)
         weights = dynamic_rows(encoded.fused_and_own_weights(), 0, 1)
         if checkpointing:

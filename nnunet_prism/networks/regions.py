@@ -9,27 +9,63 @@ fixed structure (an encoder pass, a decoder call), and the trainer calls ``compi
 instead of compiling the whole network (``training.base``). The row dimensions of a region's
 inputs are marked dynamic (``dynamic_rows``), so a region compiles once for any number of rows
 (plus once for one row, which dynamo specialises), not once per modality mask.
+
+Activation checkpointing (``ActivationCheckpointing``) sits inside the regions: a region that
+should be recomputed in the backward pass calls ``checkpointed`` itself (``run_module``,
+``run_on_rows``), so a compiled region traces the recomputation instead of being wrapped by it.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 
-
-def checkpointed(function: Callable, *args):
-    """``function(*args)`` whose activations are not kept but recomputed in the backward pass
-    (``torch.utils.checkpoint``, non-reentrant: RNG state restored, any output structure).
-    Inside a compiled region dynamo traces it, and the compiled backward recomputes it."""
-    return torch.utils.checkpoint.checkpoint(function, *args, use_reentrant=False)
+from nnunet_prism.recomputation import checkpointed
 
 
 def run_module(module: nn.Module, inputs: torch.Tensor, checkpoint: bool = False):
     """``module(inputs)``, recomputed in the backward pass when ``checkpoint``: the region of one
     encoder pass."""
     return checkpointed(module, inputs) if checkpoint else module(inputs)
+
+
+def run_on_rows(function: Callable, tensors: Sequence[torch.Tensor], rows: Optional[torch.Tensor] = None,
+                checkpoint: bool = False):
+    """``function(*tensors)`` on the rows ``rows`` ((R,) long; None: all) of every tensor,
+    recomputed in the backward pass when ``checkpoint``. Called inside a region: the region gets
+    the whole tensors and an index, so neither chunk sizes nor storage offsets make it
+    recompile, and under ``checkpoint`` only the whole tensors are kept (the gathered rows are
+    recomputed too)."""
+    def on_rows(*tensors):
+        return function(*(t if rows is None else t[rows] for t in tensors))
+
+    return checkpointed(on_rows, *tensors) if checkpoint else on_rows(*tensors)
+
+
+def chunk_indices(rows: int, rows_per_chunk: int, device) -> List[torch.Tensor]:
+    """(R,) long indices of consecutive chunks of ``rows_per_chunk`` of ``rows`` rows, each a
+    tensor of its own (no storage offset for dynamo to guard on)."""
+    return [torch.arange(start, min(start + rows_per_chunk, rows), device=device)
+            for start in range(0, rows, rows_per_chunk)]
+
+
+class ActivationCheckpointing:
+    """Mixin for a network that can recompute its activations in the backward pass instead of
+    keeping them (``torch.utils.checkpoint``): ``activation_checkpointing`` (settable after
+    build, default off) switches it on for training passes with gradients; ``checkpoint_rows``
+    rows of a batched decoder call are recomputed together, so the backward pass holds one
+    chunk's activations at a time. The trainers set it from their ``activation_checkpointing``
+    hyperparameter. Same outputs and gradients (up to float summation order), about one more
+    forward pass of compute (benchmarks/memory.py)."""
+
+    activation_checkpointing: bool = False
+    #: rows per recomputed chunk of a batched decoder call
+    checkpoint_rows: int = 1
+
+    def recomputing(self) -> bool:
+        """Whether this pass recomputes its activations in backward (training with gradients)."""
+        return bool(self.activation_checkpointing) and self.training and torch.is_grad_enabled()
 
 
 def dynamic_rows(tensor: torch.Tensor, *dims: int) -> torch.Tensor:

@@ -36,6 +36,7 @@ from nnunet_prism.networks.fusion import masked_mean, resolve_modality_mask
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width, stage_sizes)
+from nnunet_prism.networks.regions import ActivationCheckpointing, run_module
 
 def default_shaspec_width(num_modalities: int) -> float:
     """1 / sqrt(2M): M shared-encoder passes plus M specific encoders cost 2M * w^2 plan encoders,
@@ -84,7 +85,7 @@ class ShaSpecOutput:
     modality_mask: torch.Tensor
 
 
-class ShaSpecUNet(nn.Module):
+class ShaSpecUNet(ActivationCheckpointing, nn.Module):
     """Shared encoder + M specific encoders + residual bottleneck fusion + the plan's UNetDecoder.
 
     Every encoder is the plan's (PlainConvEncoder or ResidualEncoder, one input channel) with all
@@ -96,6 +97,15 @@ class ShaSpecUNet(nn.Module):
 
     Normalisation must be per sample (nnU-Net's InstanceNorm), so nothing leaks between
     modalities or samples through batch statistics.
+
+    ``activation_checkpointing`` (``ActivationCheckpointing``; training with gradients only):
+    the encoders, which hold most of the activations (M * B shared-encoder images and M specific
+    encoders), recompute theirs in the backward pass: the shared encoder runs once per modality
+    instead of once on all M * B images, and each shared and specific pass keeps only its input
+    and outputs. The decoder (B rows at plan width) keeps its activations: recomputing it too
+    would cost a second half forward pass for memory the step does not need (docs/design.md,
+    "Memory"). torch.compile compiles the whole network either way (static shapes; the
+    recomputation is traced).
     """
 
     def __init__(self, arch: PlanArchitecture, num_modalities: int, num_classes: int,
@@ -134,11 +144,18 @@ class ShaSpecUNet(nn.Module):
 
     def encode(self, x: torch.Tensor):
         """x (B, M, *spatial) -> shared skips per scale (M, B, C_s, *spatial_s) and the specific
-        bottleneck features (M, B, C, *bottleneck). The shared encoder runs once on M*B images."""
+        bottleneck features (M, B, C, *bottleneck). The shared encoder runs once on M*B images
+        (under activation checkpointing once per modality, each pass recomputed in backward)."""
         batch, modalities = x.shape[:2]
-        stacked = x.transpose(0, 1).reshape(modalities * batch, 1, *x.shape[2:])
-        shared = [s.unflatten(0, (modalities, batch)) for s in self.shared_encoder(stacked)]
-        specific = torch.stack([encoder(x[:, m:m + 1])[-1] for m, encoder in enumerate(self.specific_encoders)])
+        recompute = self.recomputing()
+        if recompute:
+            per_modality = [run_module(self.shared_encoder, x[:, m:m + 1], True) for m in range(modalities)]
+            shared = [torch.stack(scale) for scale in zip(*per_modality)]
+        else:
+            stacked = x.transpose(0, 1).reshape(modalities * batch, 1, *x.shape[2:])
+            shared = [s.unflatten(0, (modalities, batch)) for s in self.shared_encoder(stacked)]
+        specific = torch.stack([run_module(encoder, x[:, m:m + 1], recompute)[-1]
+                                for m, encoder in enumerate(self.specific_encoders)])
         return shared, specific
 
     def compose(self, shared: torch.Tensor, specific: torch.Tensor) -> torch.Tensor:

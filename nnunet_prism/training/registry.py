@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from typing import List
+from typing import List, Optional
 
 import nnunet_prism.training.trainers as trainers_package
 from nnunet_prism.training.base import nnUNetTrainerPrismBase
@@ -29,7 +29,14 @@ def trainer_names() -> List[str]:
     return [c.__name__ for c in trainer_classes()]
 
 
-def _tree_order(root: type, classes: List[type]) -> List[type]:
-    """``root``, then each direct subclass (by name) followed by its own subclasses."""
-    children = sorted((c for c in classes if c.__bases__[0] is root), key=lambda c: c.__name__)
-    return [root] + [c for child in children for c in _tree_order(child, classes)]
+def _tree_order(root: type, classes: List[type], top: Optional[type] = None) -> List[type]:
+    """``root``, then each direct subclass (by name) followed by its own subclasses. A class's
+    parent is its first base that is a ``top`` (default ``root``) subclass: a mixin such as
+    ``ActivationCheckpointingMixin`` may come before it."""
+    top = top or root
+
+    def parent(c: type) -> Optional[type]:
+        return next((b for b in c.__bases__ if issubclass(b, top)), None)
+
+    children = sorted((c for c in classes if parent(c) is root), key=lambda c: c.__name__)
+    return [root] + [c for child in children for c in _tree_order(child, classes, top)]

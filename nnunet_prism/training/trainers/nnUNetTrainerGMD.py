@@ -28,6 +28,7 @@ import torch
 
 from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
+from nnunet_prism.training.activation_checkpointing import ActivationCheckpointingMixin
 from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
 from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale, summed_backward
 from nnunet_prism.training.gmd.decoupling import REDUCTIONS, summarise_statistics
@@ -44,14 +45,16 @@ def subset_losses(loss, per_modality: Logits, target: Logits, mask: torch.Tensor
     has any modality of C_j. per_modality: per level (B, M, C, *spatial); target: per level
     (B, 1|R, *spatial); mask (B, M) and subsets (K, M) bool."""
     targets = as_level_list(target)
+    combined = mask[None] & subsets[:, None]                       # (K, B, M)
+    on_host = combined.cpu().numpy()  # one device-to-host copy for the subsets' shapes
     losses = []
-    for subset in subsets:
-        combined = mask & subset[None]
-        rows = combined.any(dim=1)
-        if not bool(rows.any()):
+    for subset_mask, host in zip(combined, on_host):
+        if not host.any():
             losses.append(None)
             continue
-        fused = as_level_list(fuse_modalities(per_modality, combined))
+        rows = subset_mask.any(dim=1)
+        # only the modalities the subset uses: the backward pass then skips the others' decoder rows
+        fused = as_level_list(fuse_modalities(per_modality, subset_mask, np.flatnonzero(host.any(axis=0)).tolist()))
         losses.append(loss(like_levels(per_modality, [f[rows] for f in fused]),
                            like_levels(per_modality, [t[rows] for t in targets])))
     return losses
@@ -67,7 +70,7 @@ class DynamicSharingOutput:
     used: Optional[torch.Tensor] = None  # (K, M) bool: the modalities each subset's loss uses
 
 
-class nnUNetTrainerGMD(nnUNetTrainerPrismBase):
+class nnUNetTrainerGMD(ActivationCheckpointingMixin, nnUNetTrainerPrismBase):
     HYPERPARAMETERS = {
         "gmd_subsets": Hyperparameter("int", 5, "subsets k per step, or `all` (GMD paper)", minimum=1,
                                       special=("all",)),

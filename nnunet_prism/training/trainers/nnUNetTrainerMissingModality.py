@@ -13,22 +13,18 @@ from torch import distributed as dist
 from nnunet_prism.deep_supervision import full_resolution
 from nnunet_prism.losses.unimodal import unimodal_losses
 from nnunet_prism.networks import build_multi_encoder_unet
+from nnunet_prism.training.activation_checkpointing import ActivationCheckpointingMixin
 from nnunet_prism.training.base import nnUNetTrainerPrismBase
 from nnunet_prism.training.hyperparameters import Hyperparameter
 from nnunet_prism.training.pseudo_dice import counted_classes, dice_from_counts, hard_counts
 
 
-class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
+class nnUNetTrainerMissingModality(ActivationCheckpointingMixin, nnUNetTrainerPrismBase):
     HYPERPARAMETERS = {
         "unimodal_loss_weight": Hyperparameter("float", 1.0, "weight of the unimodal segmentation losses "
                                                              "(PASSION L_task)", minimum=0),
         "unimodal_deep_supervision": Hyperparameter("bool", False, "deep supervision on the unimodal outputs too "
                                                                    "(PASSION applies it to the fused output)"),
-        "activation_checkpointing": Hyperparameter(
-            "choice", "auto", "recompute encoder passes, decoder rows (and PRISM's distillation terms) in the "
-                              "backward pass (same losses and gradients, less memory, about one more forward); `auto`: on when training on CUDA, "
-                              "where the step must fit the VRAM nnU-Net planned for its own network",
-            choices=("auto", "on", "off")),
     }
     network_builder = staticmethod(build_multi_encoder_unet)
 
@@ -40,16 +36,9 @@ class nnUNetTrainerMissingModality(nnUNetTrainerPrismBase):
     def student_dice_key(modality: str) -> str:
         return f"student_dice_{modality}"
 
-    @property
-    def checkpointing_in_force(self) -> bool:
-        """Whether ``activation_checkpointing`` is in force on this device."""
-        return self.activation_checkpointing == "on" or (self.activation_checkpointing == "auto"
-                                                         and self.device.type == "cuda")
-
     def initialize(self):
         super().initialize()
         self.unimodal_loss = self.build_rank_local_loss()
-        self.unwrapped_network().activation_checkpointing = self.checkpointing_in_force
 
     def forward(self, inputs, training: bool):
         """``MultiModalOutput``: the fused output and one student row per present pair."""

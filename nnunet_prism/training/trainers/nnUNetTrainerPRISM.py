@@ -16,7 +16,6 @@ sample of the batch, the omega gate on the batch-summed RP, the semantic loss we
 every 100 epochs, RP-gated E^m-weighted unimodal losses; ``region_fusion_start_epoch`` is the
 official warm-up (before it only the unimodal losses train; official runs use 0).
 """
-from functools import partial
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,7 +28,6 @@ from nnunet_prism.losses import (DEFAULT_GAMMA, DEFAULT_LAMBDA_PIXEL, DEFAULT_LA
 from nnunet_prism.losses.preference import RP_STATISTICS, RULES, SCOPES, unimodal_weights
 from nnunet_prism.losses.prototype import REGION_CLASSES
 from nnunet_prism.modalities import missing_rates
-from nnunet_prism.networks.decoding import checkpointed
 from nnunet_prism.training.distributed import is_distributed, reduce_preference_state, sum_over_ranks
 from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter, HyperparameterError
 from nnunet_prism.training.trainers.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
@@ -44,7 +42,7 @@ def prism_objective(out, target, coefficients: torch.Tensor, label_manager,
     target: per deep-supervision level (B, 1|R(+ignore), *spatial); coefficients: E^m (M,)
     (times the CCH student mask); label_manager: nnU-Net's (regions or labels, ignore label);
     options: the official-code switches of ``prism_distillation_loss`` (upsample, class_scope,
-    omega_scope, proto_coefficients, batch_sum).
+    omega_scope, proto_coefficients, batch_sum) and ``recompute_rows`` (activation checkpointing).
     Returns the loss and the stats of ``prism_distillation_loss``.
     """
     target_full = full_resolution(target)
@@ -187,12 +185,14 @@ class nnUNetTrainerPRISM(nnUNetTrainerMissingModality):
         upsample = self.kl_levels == "upsampled"
         ds_weights = self.loss.weight_factors if isinstance(self.loss, DeepSupervisionWrapper) and not upsample \
             else None
-        objective = partial(prism_objective, output, inputs.target, self.preference.coefficients(self.device) *
-                            self.cch_students, self.label_manager, ds_weights, self.temperature, self.lambda1,
-                            self.lambda2, self.kl_prob_floor, **self.official_options())
-        # with activation checkpointing the distillation terms are recomputed in the backward pass:
-        # their normalised features and softened logits are the largest tensors of the step
-        distillation, dstats = checkpointed(objective) if self.checkpointing_in_force else objective()
+        # with activation checkpointing the distillation terms are recomputed in the backward pass, one
+        # chunk of (sample, modality) pairs at a time: their softened logits and normalised features
+        # (float32, full resolution) are the largest tensors of the step
+        recompute_rows = self.unwrapped_network().checkpoint_rows if self.checkpointing_in_force else None
+        distillation, dstats = prism_objective(output, inputs.target, self.preference.coefficients(self.device) *
+                                               self.cch_students, self.label_manager, ds_weights, self.temperature,
+                                               self.lambda1, self.lambda2, self.kl_prob_floor,
+                                               recompute_rows=recompute_rows, **self.official_options())
         self.preference.update_batch(dstats["rp"], dstats["rp_valid"], dstats["gap"])
         # the official weighting of L_task: unimodal loss of m times E^m * (share of the batch with m)
         # and the batch gate omega^m (no gate during the warm-up); fused loss and distillation times 0

@@ -25,6 +25,7 @@ from nnunet_prism.losses.shaspec import (DAO_PAIRS, DEFAULT_ALPHA, DEFAULT_BETA,
                                          domain_classification_loss)
 from nnunet_prism.modalities import ModalityError, parse_subset_name
 from nnunet_prism.networks.shaspec_unet import build_shaspec_unet
+from nnunet_prism.training.activation_checkpointing import ActivationCheckpointingMixin
 from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
 from nnunet_prism.training.distributed import all_reduce_sum
 from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter, HyperparameterError
@@ -53,7 +54,7 @@ def fixed_subset_mask(fixed_subset: Optional[str], names) -> Optional[torch.Tens
         raise HyperparameterError(f"hyperparameter fixed_subset={fixed_subset!r}: {e}") from None
 
 
-class nnUNetTrainerShaSpec(nnUNetTrainerPrismBase):
+class nnUNetTrainerShaSpec(ActivationCheckpointingMixin, nnUNetTrainerPrismBase):
     HYPERPARAMETERS = {
         "alpha": Hyperparameter("float", DEFAULT_ALPHA, "DAO weight (ShaSpec paper)", minimum=0),
         "beta": Hyperparameter("float", DEFAULT_BETA, "DCO weight (ShaSpec paper)", minimum=0),

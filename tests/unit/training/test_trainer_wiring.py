@@ -289,22 +289,19 @@ def test_activation_checkpointing_is_on_where_the_step_must_fit_a_gpu(setting, d
     assert nnUNetTrainerMissingModality.checkpointing_in_force.fget(trainer) is expected
 
 
-def test_checkpointed_prism_objective_gives_the_same_loss_stats_and_gradients():
+@pytest.mark.parametrize("recompute_rows", [1, 2])
+def test_checkpointed_prism_objective_gives_the_same_loss_stats_and_gradients(recompute_rows):
     """PRISM recomputes its distillation terms in the backward pass under activation
-    checkpointing (``networks.decoding.checkpointed``): same value, stats and gradients."""
-    from functools import partial
-
-    from nnunet_prism.networks.decoding import checkpointed
-
+    checkpointing, ``recompute_rows`` (sample, modality) pairs at a time: same value, stats and
+    gradients."""
     results = []
-    for wrap in (False, True):
+    for rows in (None, recompute_rows):
         out = _hand_made_output()
         leaves = [t.requires_grad_() for t in (*out.fused, *out.students, out.fused_features, out.student_features)]
         target = [(torch.rand(2, 2, 4, 4, generator=_gen(7)) > 0.5).float(), torch.zeros(2, 2, 2, 2)]
         manager = SimpleNamespace(has_regions=True, has_ignore_label=False, num_segmentation_heads=2)
-        objective = partial(prism_objective, out, target, torch.tensor([1.0, 2.0, 0.5]), manager, [2 / 3, 1 / 3],
-                            4.0, 0.5, 0.1, None)
-        total, stats = checkpointed(objective) if wrap else objective()
+        total, stats = prism_objective(out, target, torch.tensor([1.0, 2.0, 0.5]), manager, [2 / 3, 1 / 3],
+                                       4.0, 0.5, 0.1, None, recompute_rows=rows)
         grads = torch.autograd.grad(total, leaves, allow_unused=True)  # the teacher is detached: None
         results.append((total.detach(), stats, grads))
     (plain, plain_stats, plain_grads), (saved, saved_stats, saved_grads) = results
