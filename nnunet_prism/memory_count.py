@@ -87,16 +87,18 @@ def count_step(network: torch.nn.Module, step, include: Sequence[torch.Tensor] =
 
 
 def reduced_patch(patch: Sequence[int], strides: Sequence[Sequence[int]], max_voxels: int = 2 ** 16) -> List[int]:
-    """The plan's ``patch`` halved along its longest axes while it has more than ``max_voxels``
-    voxels and stays divisible by the network's total stride on that axis (``strides``: the
-    plan's per-stage strides) and a multiple of 2 there."""
+    """The plan's ``patch`` halved, one axis at a time, while it has more than ``max_voxels``
+    voxels: the axis with the most bottleneck voxels (patch / the network's total stride on
+    that axis, ``strides`` the plan's per-stage strides; ties: the first axis) among those whose
+    half stays a multiple of the total stride."""
     total = np.prod(np.vstack(strides), axis=0).astype(int)
     patch = [int(p) for p in patch]
     while np.prod(patch) > max_voxels:
-        axes = [a for a in np.argsort(patch)[::-1] if patch[a] % (2 * total[a]) == 0]
+        axes = [a for a in range(len(patch)) if patch[a] % (2 * total[a]) == 0]
         if not axes:
             break
-        patch[axes[0]] //= 2
+        axis = max(axes, key=lambda a: (patch[a] // total[a], -a))
+        patch[axis] //= 2
     return patch
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from benchmark_helpers import BENCHMARKS, load_benchmark
+from helpers.benchmarks import benchmark_module
+from helpers.paths import BENCHMARKS
 from nnunet_prism import cli
 from nnunet_prism.commands import doctor
 from nnunet_prism.memory_count import Fit, SavedBytes, estimate_need, nnunet_vram_estimate, reduced_patch
@@ -34,16 +35,17 @@ def test_reduced_patch_halves_the_longest_axes_and_keeps_the_strides():
     assert reduced_patch([128, 128, 128], strides, max_voxels=128 ** 3) == [128, 128, 128]
     anisotropic = [[1, 1, 1], [1, 2, 2], [2, 2, 2]]  # total stride 2, 4, 4
     assert reduced_patch([8, 64, 64], anisotropic, max_voxels=1024) == [4, 16, 16]
-    assert reduced_patch([4, 8, 8], [[1, 1, 1], [2, 4, 4]], max_voxels=1) == [4, 8, 8], "nothing to halve"
+    assert reduced_patch([2, 4, 4], [[1, 1, 1], [2, 4, 4]], max_voxels=1) == [2, 4, 4], "nothing to halve"
 
 
 def test_nnunet_planner_estimate_at_the_brats_plan():
     """nnU-Net's planner formula (feature maps x batch / reference x 8 GB) for its own network at
     the BraTS2021-like plan: 6.48 (its AMP step measured 4.76 GiB on an H200)."""
-    memory = load_benchmark("memory")
-    plans_manager, cm, label_manager, _ = memory.load_plans(BENCHMARKS / "brats2021_like_plans.json",
-                                                            BENCHMARKS / "brats2021_like_dataset.json", "3d_fullres")
-    network = memory.build_network("nnUNetTrainer", plans_manager, cm, 4, label_manager.num_segmentation_heads)
+    with benchmark_module("memory") as memory:
+        plans_manager, cm, label_manager, _ = memory.load_plans(BENCHMARKS / "brats2021_like_plans.json",
+                                                                BENCHMARKS / "brats2021_like_dataset.json",
+                                                                "3d_fullres")
+        network = memory.build_network("nnUNetTrainer", plans_manager, cm, 4, label_manager.num_segmentation_heads)
     assert nnunet_vram_estimate(network, cm.patch_size, cm.batch_size) == pytest.approx(6.48, abs=0.01)
 
 
@@ -113,7 +115,9 @@ def test_doctor_vram_estimate_prints_one_line_per_trainer(monkeypatch, capsys):
 
 
 def test_memory_benchmark_json_lists_every_trainer(tmp_path):
-    assert set(load_benchmark("memory").TRAINERS) == {
+    with benchmark_module("memory") as memory:
+        trainers = set(memory.TRAINERS)
+    assert trainers == {
         "nnUNetTrainer", "nnUNetTrainerModalityDropout", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM",
         "nnUNetTrainerShaSpec", "nnUNetTrainerGMD", "nnUNetTrainerDS"}
     assert json.loads((BENCHMARKS / "brats2021_like_plans.json").read_text())["configurations"]
