@@ -6,7 +6,7 @@ whole network, its regions or nothing (``nnUNet_compile=f``), the graphs dynamo 
 warm-up step and after it (recompilations), and its graph breaks. ``--vram GB``: per trainer,
 whether its training step fits that much GPU memory and by how much it misses: measured with
 ``--cuda``, else estimated on the CPU from the activation bytes its step saves
-(``training.memory_count``), clearly labelled as an estimate."""
+(``nnunet_prism.memory_count``), clearly labelled as an estimate."""
 import contextlib
 import io
 import sys

@@ -1,12 +1,14 @@
 """``nnunet_prism doctor --cuda`` on a machine without a GPU: one clear line, non-zero exit."""
+import pytest
 import torch
 
 from nnunet_prism import cli
 
 
-def test_doctor_cuda_without_a_gpu_fails_with_one_line(monkeypatch, capsys):
+@pytest.mark.parametrize("vram", [[], ["--vram", "8"]], ids=["plain", "vram"])
+def test_doctor_cuda_without_a_gpu_fails_with_one_line(monkeypatch, capsys, vram):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert cli.main(["doctor", "--cuda", "-d", "137", "-c", "3d_fullres"]) == 2
+    assert cli.main(["doctor", "--cuda", "-d", "137", "-c", "3d_fullres", *vram]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and "no CUDA device" in lines[0] and "doctor --cuda" in lines[0]
