@@ -4,14 +4,17 @@ For plain nnU-Net (``nnUNetTrainer``'s network), the multi-encoder network (Miss
 PRISM), ShaSpec and the dynamic-sharing network (GMD/DS) it counts the bytes autograd saves in
 one training forward + the trainer's loss (``saved_tensors_hooks``: storage bytes of every
 saved tensor, deduplicated by storage, parameters left out, the input batch counted once), and
-the bytes of parameters + SGD momentum (+ gradients). The multi-encoder trainers are measured with
-1, 2 and 4 modalities present, with and without ``activation_checkpointing``. The counts are
-exact for the patch measured; ``--patch`` measures a smaller patch and scales linearly in
-voxels to the plan's patch (the output says so). On CUDA each row also gets
+the bytes of parameters + SGD momentum (+ gradients). Every trainer but nnUNetTrainer is
+measured with 1, 2 and 4 modalities present (``--present``; 2 is the phantom's mix on average),
+and every trainer whose network has ``activation_checkpointing`` with and without it (PRISM also
+with its distillation terms recomputed, as its trainer does). The counts are exact for the patch
+measured; ``--patch`` measures a smaller patch and scales linearly in voxels to the plan's patch
+(the output says so). On CUDA each row also gets
 ``torch.cuda.max_memory_allocated`` of a real AMP step (autocast + GradScaler, SGD momentum).
-``--step-time N`` times N forward+backward passes of PRISM's step with and without checkpointing.
+``--step-time N`` times N forward+backward passes of every such trainer's step with and without it.
 
     python benchmarks/memory.py                                   # BraTS2021-like plan, 64^3 scaled
+    python benchmarks/memory.py --patch 32 32 64 --present 2 4    # docs/benchmarks.md's table
     python benchmarks/memory.py --plans nnUNetPlans.json --configuration 3d_fullres --patch 64 64 64
     python benchmarks/memory.py --patch 32 64 64 --step-time 3 --only nnUNetTrainerPRISM
 
