@@ -4,7 +4,7 @@ backward pass but recomputed in it (``torch.utils.checkpoint``), one at a time. 
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 import torch.utils.checkpoint
@@ -15,6 +15,13 @@ def checkpointed(function: Callable, *args):
     (``torch.utils.checkpoint``, non-reentrant: RNG state restored, any output structure).
     Inside a compiled region dynamo traces it, and the compiled backward recomputes it."""
     return torch.utils.checkpoint.checkpoint(function, *args, use_reentrant=False)
+
+
+def chunk_indices(rows: int, rows_per_chunk: int, device) -> List[torch.Tensor]:
+    """(R,) long indices of consecutive chunks of ``rows_per_chunk`` of ``rows`` rows, each a
+    tensor of its own (no storage offset for dynamo to guard on)."""
+    return [torch.arange(start, min(start + rows_per_chunk, rows), device=device)
+            for start in range(0, rows, rows_per_chunk)]
 
 
 def in_row_chunks(function: Callable, rows: int, rows_per_chunk: Optional[int], *tensors: torch.Tensor):
@@ -31,8 +38,7 @@ def in_row_chunks(function: Callable, rows: int, rows_per_chunk: Optional[int], 
     if rows_per_chunk is None or rows == 0:
         return function(slice(None), *tensors)
     device = tensors[0].device if tensors else None
-    outputs = [checkpointed(function, torch.arange(start, min(start + rows_per_chunk, rows), device=device), *tensors)
-               for start in range(0, rows, rows_per_chunk)]
+    outputs = [checkpointed(function, index, *tensors) for index in chunk_indices(rows, rows_per_chunk, device)]
     if isinstance(outputs[0], torch.Tensor):
         return torch.cat(outputs)
     return type(outputs[0])(torch.cat(parts) for parts in zip(*outputs))

@@ -23,7 +23,8 @@ from nnunet_prism.networks.multi_encoder_unet import default_encoder_width
 from nnunet_prism.networks.plan_architecture import (PlanArchitecture, build_decoder, build_encoder,
                                                      decoder_interface, initialize_like_nnunet, read_plan_architecture,
                                                      resolve_width)
-from nnunet_prism.networks.regions import ActivationCheckpointing, CompiledRegions, chunk_indices, run_on_rows
+from nnunet_prism.networks.regions import ActivationCheckpointing, CompiledRegions, run_on_rows
+from nnunet_prism.recomputation import chunk_indices
 
 def fuse_modalities(per_modality: Logits, modality_mask: torch.Tensor,
                     modalities: Optional[Sequence[int]] = None) -> Logits:

@@ -16,7 +16,7 @@ should be recomputed in the backward pass calls ``checkpointed`` itself (``run_m
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -41,13 +41,6 @@ def run_on_rows(function: Callable, tensors: Sequence[torch.Tensor], rows: Optio
         return function(*(t if rows is None else t[rows] for t in tensors))
 
     return checkpointed(on_rows, *tensors) if checkpoint else on_rows(*tensors)
-
-
-def chunk_indices(rows: int, rows_per_chunk: int, device) -> List[torch.Tensor]:
-    """(R,) long indices of consecutive chunks of ``rows_per_chunk`` of ``rows`` rows, each a
-    tensor of its own (no storage offset for dynamo to guard on)."""
-    return [torch.arange(start, min(start + rows_per_chunk, rows), device=device)
-            for start in range(0, rows, rows_per_chunk)]
 
 
 class ActivationCheckpointing:
