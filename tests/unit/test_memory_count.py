@@ -98,8 +98,8 @@ def test_doctor_vram_needs_a_dataset_and_a_positive_budget(monkeypatch, capsys):
 
 
 def test_doctor_vram_estimate_prints_one_line_per_trainer(monkeypatch, capsys):
-    """The CPU estimate's arithmetic and lines, with stand-in counts (the counting itself runs
-    through nnU-Net in the end-to-end test)."""
+    """The CPU estimate's arithmetic and lines, with stand-in counts (``_counted_step``, the
+    counting through a real trainer, needs a preprocessed dataset and is not tested here)."""
     monkeypatch.setattr(doctor.discovery, "list_trainers", lambda: [])
     counts = {"nnUNetTrainer": 2.0, "nnUNetTrainerPRISM": 1.5, "nnUNetTrainerGMD": 2.6}
     monkeypatch.setattr(doctor, "_counted_step", lambda name, args: {
