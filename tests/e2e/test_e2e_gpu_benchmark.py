@@ -1,8 +1,9 @@
 """benchmarks/gpu.py end to end on the CPU (``--device cpu --backend eager``): nnU-Net's real
 trainer set-up with its compile step taken (nnU-Net compiles on CUDA only; the script forces it),
 so the trainers' own compile choice runs as it will on a GPU: nnU-Net's whole-network compile
-for its network, the regions for the multi-encoder and dynamic-sharing networks, one log line,
-no graph break, and the Markdown table the GPU run will print."""
+for its network, the regions for PRISM's multi-encoder network, one log line, no graph break,
+and the Markdown table the GPU run will print (every network's regions, the dynamic-sharing ones
+included, are compiled over all 15 masks in tests/unit/networks/test_compile.py)."""
 import json
 import subprocess
 import sys
@@ -19,21 +20,20 @@ def test_gpu_benchmark_smoke_run_on_the_cpu(region_dataset, tmp_path):
     env = {**region_dataset.train_env(), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "gpu.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "-d", str(region_dataset.dataset_id), "--device", "cpu",
-                           "--backend", "eager", "--trainers", "nnUNetTrainerPRISM", "nnUNetTrainerGMD",
+                           "--backend", "eager", "--trainers", "nnUNetTrainerPRISM",
                            "--modes", "compiled", "--warmup", "1", "--iterations", "1", "--json", str(out)],
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = {r["trainer"]: r for r in json.loads(out.read_text())["rows"]}
-    assert list(rows) == ["nnUNetTrainer", "nnUNetTrainerPRISM", "nnUNetTrainerGMD"]  # the baseline added
+    assert list(rows) == ["nnUNetTrainer", "nnUNetTrainerPRISM"]  # the baseline added
     assert {t: r["compiled"] for t, r in rows.items()} == {
-        "nnUNetTrainer": "whole network", "nnUNetTrainerPRISM": "regions", "nnUNetTrainerGMD": "regions"}
+        "nnUNetTrainer": "whole network", "nnUNetTrainerPRISM": "regions"}
     for trainer, r in rows.items():
         assert r["graph_breaks"] == 0, (trainer, r["break_reasons"])
         assert r["relative_difference_to_eager"] == 0.0  # the eager backend runs the very same operations
         assert 0 < r["graphs_warmup"] + r["graphs_later"] + r["graphs_validation"] <= 16
-    for trainer in ("nnUNetTrainerPRISM", "nnUNetTrainerGMD"):  # ours: one line (nnU-Net's own trainer: none)
-        assert len(rows[trainer]["log_lines"]) == 1, rows[trainer]["log_lines"]
+    assert len(rows["nnUNetTrainerPRISM"]["log_lines"]) == 1, rows["nnUNetTrainerPRISM"]["log_lines"]  # nnU-Net's: none
     assert "instead of the whole network" in rows["nnUNetTrainerPRISM"]["log_lines"][0]
     table = [line for line in done.stdout.splitlines() if line.startswith("| nnUNetTrainer")]
-    assert [line.split(" | ")[0] for line in table] == ["| nnUNetTrainer", "| nnUNetTrainerPRISM", "| nnUNetTrainerGMD"]
+    assert [line.split(" | ")[0] for line in table] == ["| nnUNetTrainer", "| nnUNetTrainerPRISM"]
     assert "backend eager; torch " in done.stdout and "nnU-Net 2.8" in done.stdout
