@@ -84,10 +84,10 @@ def loaded_trainer_names(cls) -> List[str]:
     schema, ``cls`` included: every nnunet_prism trainer wherever nnU-Net builds one (its trainer
     lookup imports our shim, which imports them all, first), and the user's own."""
     root = [klass for klass in cls.__mro__ if "HYPERPARAMETERS" in klass.__dict__][-1]
-    found, todo = {cls}, [root]
-    while todo:
+    found, todo = set(), [root]
+    while todo:  # cls is not marked found up front: its own subclasses are walked too
         for sub in todo.pop().__subclasses__():
             if sub not in found:
                 found.add(sub)
                 todo.append(sub)
-    return sorted(c.__name__ for c in found if c.__name__.startswith("nnUNetTrainer"))
+    return sorted(c.__name__ for c in found | {cls} if c.__name__.startswith("nnUNetTrainer"))

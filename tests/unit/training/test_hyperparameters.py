@@ -179,3 +179,12 @@ def test_a_subclass_init_attribute_is_the_value_in_force_and_an_explicit_value_w
     with pytest.raises(hp.HyperparameterError, match=r"^Variant.__init__ sets an invalid value: hyperparameter "
                                                      r"num_epochs=0: must be >= 1.$"):
         Variant(epochs=0)
+
+
+def test_a_section_may_name_a_subclass_of_the_trainer_being_built():
+    """nnUNet_prism_hparams with a PRISM section while MissingModality (PRISM's parent) trains."""
+    from nnunet_prism.training.hyperparameters.resolution import loaded_trainer_names
+    from nnunet_prism.training.trainers.nnUNetTrainerMissingModality import nnUNetTrainerMissingModality
+    from nnunet_prism.training.trainers.nnUNetTrainerPRISM import nnUNetTrainerPRISM  # noqa: F401 (loaded)
+    names = loaded_trainer_names(nnUNetTrainerMissingModality)
+    assert {"nnUNetTrainerPRISM", "nnUNetTrainerMissingModality", "nnUNetTrainerShaSpec"} <= set(names)
