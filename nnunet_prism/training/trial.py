@@ -22,14 +22,12 @@ def trial_trainer(dataset: str, configuration: str, name: str, device: torch.dev
     from nnunetv2.run.run_training import get_trainer_from_args
 
     with tempfile.TemporaryDirectory(prefix="nnunet_prism_trial_") as scratch:
-        with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints its set-up
+        # nnU-Net's trainer creates its fold folder and log file while it is built: build it
+        # with nnUNet_results (read from the environment when used) pointing at the scratch folder
+        with results_folder(scratch), contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints its set-up
             trainer = get_trainer_from_args(dataset, configuration, 0, name, device=device)
         if force_compile is not None:
             trainer._do_i_compile = lambda: force_compile
-        trainer.output_folder_base = os.path.join(scratch, name)
-        trainer.output_folder = os.path.join(scratch, name, "fold_0")
-        trainer.log_file = os.path.join(trainer.output_folder, "trial_log.txt")
-        os.makedirs(trainer.output_folder)
         with contextlib.redirect_stdout(io.StringIO()):
             trainer.on_train_start()
         try:
@@ -37,6 +35,20 @@ def trial_trainer(dataset: str, configuration: str, name: str, device: torch.dev
         finally:
             with contextlib.redirect_stdout(io.StringIO()):
                 trainer.on_train_end()
+
+
+@contextlib.contextmanager
+def results_folder(folder: str) -> Iterator[None]:
+    """``nnUNet_results`` set to ``folder`` inside the block, restored (or unset) after it."""
+    before = os.environ.get("nnUNet_results")
+    os.environ["nnUNet_results"] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["nnUNet_results"]
+        else:
+            os.environ["nnUNet_results"] = before
 
 
 def log_lines(trainer, containing: str) -> list:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from helpers.datasets import SHORT_SCHEDULE
+from helpers.files import training_logs
 from nnunet_prism import pipeline
 from nnunet_prism.training.hyperparameters import ALLOW_CHANGES_ENV_VAR
 from nnunet_prism.training.progress import STATE_KEY
@@ -34,7 +35,7 @@ def test_ds_trains_with_one_summed_loss_and_no_decoupling(region_dataset, traine
     assert (fold / "checkpoint_final.pth").is_file()
     hyperparameters = json.loads((fold / "hyperparameters.json").read_text())
     assert (hyperparameters["trainer"], hyperparameters["gradient_mode"]) == ("nnUNetTrainerDS", "sum")
-    log = next(fold.glob("training_log_*.txt")).read_text()
+    log = training_logs(fold)
     assert "conflicting subset-gradient pairs" not in log and "GMD (k=" not in log
     checkpoint = _checkpoint(fold)
     assert checkpoint["logging"]["gmd_conflict_fraction"] == [], "no GMD statistics without decoupling"

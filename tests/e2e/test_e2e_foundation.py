@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from helpers.files import training_logs
 from nnunet_prism import pipeline
 from nnunet_prism.modalities import AVAILABILITY_KEY, sample_availability
 
@@ -33,7 +34,7 @@ def test_train_and_predict_through_nnunet_cli(region_dataset, tmp_path):
     assert (fold / "checkpoint_final.pth").is_file()
     hp = json.loads((fold / "hyperparameters.json").read_text())
     assert hp["num_iterations_per_epoch"] == 2 and hp["modality_dropout"] == 0.5
-    log = next(fold.glob("training_log_*.txt")).read_text()
+    log = training_logs(fold)
     assert "training-set missing rates FR^m" in log
     assert (fold / "validation" / "summary.json").is_file(), "nnU-Net's final validation ran (default)"
 

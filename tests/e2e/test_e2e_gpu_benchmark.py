@@ -2,13 +2,15 @@
 trainer set-up with its compile step taken (nnU-Net compiles on CUDA only; the script forces it),
 so the trainers' own compile choice runs as it will on a GPU: nnU-Net's whole-network compile
 for its network, the regions for PRISM's multi-encoder network, one log line, no graph break,
-and the Markdown table the GPU run will print (every network's regions, the dynamic-sharing ones
-included, are compiled over all 15 masks in tests/unit/networks/test_compile.py)."""
+the Markdown table the GPU run will print, and nothing written into the dataset's nnUNet_results
+(every network's regions, the dynamic-sharing ones included, are compiled over all 15 masks in
+tests/unit/networks/test_compile.py)."""
 import json
 import subprocess
 import sys
 import pytest
 
+from helpers.files import tree_hashes
 from helpers.paths import BENCHMARKS
 
 pytestmark = pytest.mark.e2e
@@ -19,6 +21,8 @@ SCRIPT = BENCHMARKS / "gpu.py"
 def test_gpu_benchmark_smoke_run_on_the_cpu(region_dataset, tmp_path):
     env = {**region_dataset.train_env(), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "gpu.json"
+    results = region_dataset.workdir / "nnUNet_results"
+    before = tree_hashes(results)
     done = subprocess.run([sys.executable, str(SCRIPT), "-d", str(region_dataset.dataset_id), "--device", "cpu",
                            "--backend", "eager", "--trainers", "nnUNetTrainerPRISM",
                            "--modes", "compiled", "--warmup", "1", "--iterations", "1", "--json", str(out)],
@@ -37,3 +41,4 @@ def test_gpu_benchmark_smoke_run_on_the_cpu(region_dataset, tmp_path):
     table = [line for line in done.stdout.splitlines() if line.startswith("| nnUNetTrainer")]
     assert [line.split(" | ")[0] for line in table] == ["| nnUNetTrainer", "| nnUNetTrainerPRISM"]
     assert "backend eager; torch " in done.stdout and "nnU-Net 2.8" in done.stdout
+    assert tree_hashes(results) == before, "the trial trainers' logs and checkpoints went to a scratch folder"

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers.datasets import SHORT_SCHEDULE
+from helpers.files import training_logs
 from nnunet_prism import pipeline
 from nnunet_prism.modalities import missing_rates, read_availability
 from nnunet_prism.training.hyperparameters import ALLOW_CHANGES_ENV_VAR
@@ -26,7 +27,7 @@ def test_prism_trains_and_resumes_with_exact_coefficients(region_dataset, traine
     fold = trained(ds, TRAINER).fold  # one epoch of SHORT_SCHEDULE
     first = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     e_after_epoch0 = first["logging"][STATE_KEY]["preference"]["E"].clone()
-    log = next(fold.glob("training_log_*.txt")).read_text()
+    log = training_logs(fold)
     assert "PRISM FLAIR: E=" in log and "student pseudo Dice" in log
     assert (fold / "progress.png").stat().st_size > 0
     fixed = first["logging"][STATE_KEY]["preference"]["fixed"]

@@ -25,6 +25,7 @@ import torch
 
 from helpers.cli import cli
 from helpers.datasets import TrainedModel, complete_labelled_folder
+from helpers.files import training_logs
 from nnunet_prism import pipeline
 from nnunet_prism.evaluation.metrics import targets_from_dataset_json
 from nnunet_prism.evaluation.results import SubsetResults
@@ -34,12 +35,8 @@ def load_checkpoint(fold):
     return torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
 
 
-def training_log(fold) -> str:
-    return next(fold.glob("training_log_*.txt")).read_text()
-
-
 def check_multi_encoder(model: TrainedModel) -> None:
-    log = training_log(model.fold)
+    log = training_logs(model.fold)
     assert "student pseudo Dice" in log and "train unimodal losses" in log
     checkpoint = load_checkpoint(model.fold)
     assert [len(checkpoint["logging"][f"student_dice_{m}"]) for m in ("FLAIR", "T1", "T1c", "T2")] == [1] * 4
@@ -47,7 +44,7 @@ def check_multi_encoder(model: TrainedModel) -> None:
 
 def check_gmd(model: TrainedModel) -> None:
     fold = model.fold
-    assert "GMD (k=5): conflicting subset-gradient pairs" in training_log(fold)
+    assert "GMD (k=5): conflicting subset-gradient pairs" in training_logs(fold)
     assert json.loads((fold / "hyperparameters.json").read_text())["gmd_subsets"] == 5
     checkpoint = load_checkpoint(fold)
     fraction = checkpoint["logging"]["gmd_conflict_fraction"]
@@ -62,7 +59,7 @@ def check_gmd(model: TrainedModel) -> None:
 
 def check_shaspec(model: TrainedModel) -> None:
     fold = model.fold
-    log = training_log(fold)
+    log = training_logs(fold)
     assert "ShaSpec train: DCO accuracy" in log and "random modality dropout p = 0.5" in log
     hyperparameters = json.loads((fold / "hyperparameters.json").read_text())
     assert (hyperparameters["alpha"], hyperparameters["beta"], hyperparameters["fixed_subset"]) == (0.1, 0.02, None)
@@ -111,7 +108,7 @@ def test_train_predict_with_absent_files_evaluate_15_subsets(case, request, trai
     model = trained(ds, case.trainer)
     env, folder, fold = model.env, model.folder, model.fold
     case.check_training(model)
-    log = training_log(fold)
+    log = training_logs(fold)
     assert "final validation skipped" in log and not (fold / "validation" / "summary.json").exists()
     assert (fold / "progress.png").stat().st_size > 0
     # the checkpoint names no class of ours: moving a module never breaks loading it
