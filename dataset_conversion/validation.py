@@ -26,8 +26,7 @@ def read_geometry(path: Path, case_id: str) -> Geometry:
     if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
         raise ConversionError(f"case '{case_id}': {path.name} is not a single-channel 3D image "
                               f"(dimension {reader.GetDimension()}, {reader.GetNumberOfComponents()} components).")
-    return Geometry(tuple(reader.GetSize()), tuple(reader.GetSpacing()), tuple(reader.GetOrigin()),
-                    tuple(reader.GetDirection()))
+    return Geometry.of(reader)
 
 
 def _fmt(values) -> str:

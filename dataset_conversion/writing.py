@@ -11,21 +11,10 @@ import SimpleITK as sitk
 
 from dataset_conversion.labels import brats_to_nnunet
 from nnunet_prism.brats_label_sets import BratsLayout
+from nnunet_prism.image_io import write_zero_like
 from dataset_conversion.sources import SourceCase
 
 FILE_ENDING = ".nii.gz"
-
-
-def write_zero_like(reference: Path, destination: Path) -> None:
-    """An all-zero image with the voxel grid and pixel type of ``reference`` (header read only)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(reference))
-    reader.ReadImageInformation()
-    zero = sitk.Image(reader.GetSize(), reader.GetPixelID())
-    zero.SetSpacing(reader.GetSpacing())
-    zero.SetOrigin(reader.GetOrigin())
-    zero.SetDirection(reader.GetDirection())
-    sitk.WriteImage(zero, str(destination))
 
 
 def _copy_image(source: Path, destination: Path) -> None:

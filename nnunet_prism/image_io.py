@@ -214,3 +214,17 @@ def read_image_information(path: Union[str, os.PathLike]):
     except RuntimeError:
         raise ImageFileError(f"cannot read {path} as an image.") from None
     return reader
+
+
+def write_zero_like(reference: Union[str, os.PathLike], destination: Union[str, os.PathLike]) -> None:
+    """An all-zero image on the voxel grid of ``reference`` (size, spacing, origin, direction),
+    with its pixel type and components per voxel, written to ``destination``; only the
+    reference's header is read."""
+    import SimpleITK as sitk
+
+    header = read_image_information(reference)
+    zero = sitk.Image(list(header.GetSize()), header.GetPixelID(), header.GetNumberOfComponents())
+    zero.SetSpacing(header.GetSpacing())
+    zero.SetOrigin(header.GetOrigin())
+    zero.SetDirection(header.GetDirection())
+    sitk.WriteImage(zero, str(destination))

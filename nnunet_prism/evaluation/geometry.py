@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
-import SimpleITK as sitk
+
+from nnunet_prism.image_io import read_image_information
 
 #: Tolerances: spacing relative (as nnU-Net's evaluation), origin in mm, direction cosines.
 SPACING_RTOL, ORIGIN_ATOL, DIRECTION_ATOL = 1e-3, 1e-3, 1e-4
@@ -27,14 +28,17 @@ class Geometry:
     origin: Tuple[float, ...]
     direction: Tuple[float, ...]
 
+    @classmethod
+    def of(cls, header) -> "Geometry":
+        """From a SimpleITK reader after ``ReadImageInformation`` (or an image)."""
+        return cls(tuple(header.GetSize()), tuple(header.GetSpacing()), tuple(header.GetOrigin()),
+                   tuple(header.GetDirection()))
+
 
 def read_geometry(path: os.PathLike) -> Geometry:
-    """The geometry in the header of ``path`` (the voxels are not read)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.ReadImageInformation()
-    return Geometry(tuple(reader.GetSize()), tuple(reader.GetSpacing()), tuple(reader.GetOrigin()),
-                    tuple(reader.GetDirection()))
+    """The geometry in the header of ``path`` (the voxels are not read); a file SimpleITK cannot
+    read is an ``ImageFileError`` naming it."""
+    return Geometry.of(read_image_information(path))
 
 
 def _show(values) -> str:

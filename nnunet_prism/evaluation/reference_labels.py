@@ -21,7 +21,7 @@ import numpy as np
 
 from nnunet_prism.errors import EvaluationError, MissingFileError
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
-from nnunet_prism.image_io import check_nifti_complete
+from nnunet_prism.image_io import ImageFileError, check_nifti_complete
 
 #: Label values of BraTS 2018-2021 files (0 background, 1 necrosis, 2 edema, 4 enhancing tumour).
 BRATS_VALUES = frozenset({0, 1, 2, 4})
@@ -75,7 +75,7 @@ def _grid_mismatch(path: Path, other: Path, reader_writer) -> Optional[str]:
     format SimpleITK cannot read, shape and spacing from nnU-Net's reader."""
     try:
         return geometry_mismatch(read_geometry(path), read_geometry(other))
-    except RuntimeError:
+    except ImageFileError:
         seg, props = reader_writer.read_seg(str(path))
         data, other_props = reader_writer.read_images([str(other)])
         if seg.shape[1:] != data.shape[1:]:

@@ -14,12 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-import SimpleITK as sitk
 
 from nnunet_prism.availability import image_has_signal
 from nnunet_prism.errors import MissingFileError
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry
-from nnunet_prism.image_io import ImageFileError, read_image_information
+from nnunet_prism.image_io import ImageFileError, read_image_information, write_zero_like
 from nnunet_prism.modalities import ModalityError
 
 logger = logging.getLogger(__name__)
@@ -113,13 +112,6 @@ def check_output_outside(output: os.PathLike, inputs: Mapping[str, os.PathLike],
                                 f"writes into its input: choose an output folder outside it")
 
 
-def _write_zero_like(reference: Path, destination: Path) -> None:
-    image = sitk.ReadImage(str(reference))
-    zero = sitk.Image(image.GetSize(), image.GetPixelID(), image.GetNumberOfComponentsPerPixel())
-    zero.CopyInformation(image)
-    sitk.WriteImage(zero, str(destination))
-
-
 def _link_or_copy(source: Path, destination: Path) -> None:
     try:
         os.symlink(source.resolve(), destination)
@@ -155,7 +147,7 @@ def complete_cases(cases: CaseFiles, scratch: os.PathLike, file_ending: str, num
             if channel in files:
                 _link_or_copy(files[channel], destination)
             else:
-                _write_zero_like(reference, destination)
+                write_zero_like(reference, destination)
         record[case] = {"present": [channel_names[c] for c in present],
                         "absent": [channel_names[c] for c in range(num_channels) if c not in present]}
     return record

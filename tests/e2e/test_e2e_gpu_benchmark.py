@@ -4,12 +4,15 @@ so the trainers' own compile choice runs as it will on a GPU: nnU-Net's whole-ne
 for its network, the regions for PRISM's multi-encoder network, one log line, no graph break,
 the Markdown table the GPU run will print, and nothing written into the dataset's nnUNet_results
 (every network's regions, the dynamic-sharing ones included, are compiled over all 15 masks in
-tests/unit/networks/test_compile.py)."""
+tests/unit/networks/test_compile.py); ``doctor --vram`` without a GPU, its CPU estimate."""
 import json
+import re
 import subprocess
 import sys
+
 import pytest
 
+from helpers.cli import cli
 from helpers.files import tree_hashes
 from helpers.paths import BENCHMARKS
 
@@ -42,3 +45,24 @@ def test_gpu_benchmark_smoke_run_on_the_cpu(region_dataset, tmp_path):
     assert [line.split(" | ")[0] for line in table] == ["| nnUNetTrainer", "| nnUNetTrainerPRISM"]
     assert "backend eager; torch " in done.stdout and "nnU-Net 2.8" in done.stdout
     assert tree_hashes(results) == before, "the trial trainers' logs and checkpoints went to a scratch folder"
+
+
+def test_doctor_vram_estimates_every_trainer_against_the_budget_on_the_cpu(region_dataset):
+    """``doctor --vram GB`` without ``--cuda``: the CPU estimate per trainer (nnU-Net's network the
+    reference, 1.00x), a budget nobody fits fails every trainer with how much it misses by."""
+    results = region_dataset.workdir / "nnUNet_results"
+    before = tree_hashes(results)
+    env = {**region_dataset.train_env(), "OMP_NUM_THREADS": "1"}
+    r = cli("doctor", "-d", region_dataset.dataset_id, "-c", "3d_fullres", "-tr", "nnUNetTrainer",
+            "nnUNetTrainerPRISM", "--vram", "0.0001", env=env)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "ESTIMATE, not a GPU measurement" in r.stdout
+    verdicts = {m["name"]: m for m in re.finditer(
+        r"^  FAIL (?P<name>\S+): (?P<ratio>[\d.]+)x nnUNetTrainer's activations; estimated DOES NOT FIT "
+        r"0\.0001 GiB: needs (?P<need>[\d.]+) GiB", r.stdout, re.MULTILINE)}
+    assert set(verdicts) == {"nnUNetTrainer", "nnUNetTrainerPRISM"}, r.stdout
+    assert float(verdicts["nnUNetTrainer"]["ratio"]) == 1.0
+    prism_ratio, needs = float(verdicts["nnUNetTrainerPRISM"]["ratio"]), {n: float(v["need"]) for n, v in verdicts.items()}
+    assert prism_ratio > 0 and needs["nnUNetTrainer"] > 0
+    assert needs["nnUNetTrainerPRISM"] / needs["nnUNetTrainer"] == pytest.approx(prism_ratio, abs=0.01 + 0.01 * prism_ratio)
+    assert tree_hashes(results) == before
