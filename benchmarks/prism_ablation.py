@@ -147,7 +147,8 @@ def run_name(row: dict) -> str:
 def paired_tests(rows: dict) -> list:
     """Every variant against PRISM and against MissingModality on the development set: the
     quality benchmark's paired Wilcoxon test over (seed, case) on the mean over the 15 subsets,
-    of the mean over regions and of each region's Dice."""
+    of the mean over regions and of each region's Dice; and of the WT fusion gain (the full set's
+    WT minus the mean over the single modalities, per (seed, case))."""
     from nnunet_prism.evaluation.results import SubsetResults
 
     per_run = {}
@@ -164,6 +165,9 @@ def paired_tests(rows: dict) -> list:
                     c = quality_stats.compare(tables[name], tables[reference], region=region)
                     out.append({"a": name, "b": reference, "region": region or "mean", "seeds": c["seeds"],
                                 **c["pooled"]})
+                    if region == "WT":  # the full set's gain over one modality alone: what fusion adds
+                        out.append({"a": name, "b": reference, "region": "WT fusion gain", "seeds": c["seeds"],
+                                    **c["fusion_gain"]})
     return out
 
 
@@ -183,7 +187,8 @@ def markdown(rows: dict, dev: Path, comparisons: list = ()) -> str:
     terms = [f"- {r['trainer'].replace('nnUNetTrainer', '')} {r['variant']} seed {r['seed']}: {r['terms']}"
              for r in rows.values() if r["terms"]]
     tests = ["", "Paired Wilcoxon signed-rank over (seed, case) of the mean Dice over the 15 subsets "
-                 "(of the mean over regions, and of each region):", "",
+                 "(of the mean over regions, and of each region) and of the WT fusion gain (full set minus the "
+                 "mean over the single modalities):", "",
              "| run | against | Dice | seeds | mean difference | n | p |", "|---|---|---|---|---|---|---|"] + [
         f"| {c['a']} | {c['b']} | {c.get('region', 'mean')} | {', '.join(map(str, c['seeds']))} | "
         f"{c['mean_diff']:+.4f} | {c['n']} | {c['p_value']:.2g} |" for c in comparisons] if comparisons else []

@@ -117,10 +117,11 @@ def pixel_kl_by_channel(output, temperature: float, target=None) -> dict:
     return out
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    workdir = Path(args.workdir).resolve()
-    record = json.loads((workdir / "runs" / f"{args.run}.json").read_text())
+def trained_trainer(workdir: Path, run: str):
+    """(a PRISM trainer with the network weights of ``runs/<run>.json``, the checkpoint file's
+    name): the run's plans, PRISM's default hyperparameters, ``nnUNet_n_proc_DA=0`` (batches
+    drawn in this process), its own output folder a scratch folder."""
+    record = json.loads((workdir / "runs" / f"{run}.json").read_text())
     setup = json.loads((workdir / "setup.json").read_text())
     fold_dir = workdir / record["fold"]
     checkpoint = next(p for p in (fold_dir / "checkpoint_final.pth", fold_dir / "checkpoint_latest.pth") if p.is_file())
@@ -136,9 +137,6 @@ def main(argv=None):
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    from nnunet_prism.losses.unimodal import unimodal_losses
-    from nnunet_prism.training.trainers.nnUNetTrainerPRISM import prism_objective
-
     configuration = setup["setup"]["configuration"]
     fold = setup["setup"].get("fold", 0)
     trainer = get_trainer_from_args(str(setup["dataset"]), configuration, fold, "nnUNetTrainerPRISM",
@@ -146,6 +144,18 @@ def main(argv=None):
     trainer.initialize()
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     trainer.network.load_state_dict(state["network_weights"])
+    return trainer, checkpoint.name
+
+
+def main(argv=None):
+    import torch
+
+    from nnunet_prism.losses.unimodal import unimodal_losses
+    from nnunet_prism.training.trainers.nnUNetTrainerPRISM import prism_objective
+
+    args = parse_args(argv)
+    workdir = Path(args.workdir).resolve()
+    trainer, checkpoint = trained_trainer(workdir, args.run)
     trainer.network.train()
     loader, _ = trainer.get_dataloaders()
     named = [(n, p) for n, p in trainer.network.named_parameters() if p.requires_grad]
@@ -188,9 +198,9 @@ def main(argv=None):
     channels = [name for name in trainer.dataset_json["labels"] if name not in ("background", "ignore")]
     summary = summarise(rows, trainer.modality_names, channels)
     out = workdir / f"gradients_{args.run}.json"
-    out.write_text(json.dumps({"run": args.run, "checkpoint": checkpoint.name, "batches": rows, "summary": summary},
+    out.write_text(json.dumps({"run": args.run, "checkpoint": checkpoint, "batches": rows, "summary": summary},
                               indent=1, default=float))
-    print(markdown(args.run, checkpoint.name, summary))
+    print(markdown(args.run, checkpoint, summary))
 
 
 def summarise(rows, modalities, regions) -> dict:

@@ -197,17 +197,26 @@ def _paired(a: DiceTable, b: DiceTable, region: Optional[str] = None) -> Tuple[n
     return pick(a), pick(b), seeds
 
 
+def fusion_gain(values: np.ndarray, subsets: Sequence[str]) -> np.ndarray:
+    """What fusing every modality gains over one alone: (seeds, subsets, cases) Dice -> (seeds,
+    cases) Dice of the full set minus the mean over the single-modality subsets."""
+    sizes = subset_sizes(subsets)
+    return nanmean(values[:, sizes == sizes.max()], axis=1) - nanmean(values[:, sizes == 1], axis=1)
+
+
 def compare(a: DiceTable, b: DiceTable, alpha: float = SIGNIFICANCE, region: Optional[str] = None) -> Dict[str, object]:
     """``a`` against ``b``, paired on (seed, case): per subset, and on the mean over the subsets
     (``pooled``), a ``wilcoxon_test`` of the mean-over-regions Dice (``region``: of that region's
     Dice); ``improved``: subsets whose mean difference is > 0; ``improved_significant`` /
     ``worse_significant``: those with p < ``alpha`` too, and ``..._holm`` the same with Holm's
-    correction for the number of subsets tested (``p_holm``)."""
+    correction for the number of subsets tested (``p_holm``); ``fusion_gain``: the test of
+    ``fusion_gain`` (full set minus the single modalities), a's against b's."""
     va, vb, seeds = _paired(a, b, region)
     per_subset = {s: wilcoxon_test(va[:, j], vb[:, j]) for j, s in enumerate(a.subsets)}
     with warnings.catch_warnings():  # a (seed, case) with NaN in every subset stays NaN and drops out
         warnings.simplefilter("ignore", RuntimeWarning)
         pooled = wilcoxon_test(np.nanmean(va, axis=1), np.nanmean(vb, axis=1))  # (seeds, cases)
+        gain = wilcoxon_test(fusion_gain(va, a.subsets), fusion_gain(vb, a.subsets))
 
     for r, adjusted in zip(per_subset.values(), holm([r["p_value"] for r in per_subset.values()])):
         r["p_holm"] = adjusted
@@ -217,7 +226,7 @@ def compare(a: DiceTable, b: DiceTable, alpha: float = SIGNIFICANCE, region: Opt
                    and (key is None or r[key] < alpha))
 
     return {"a": a.trainer, "b": b.trainer, "region": region, "seeds": seeds, "alpha": alpha, "per_subset": per_subset,
-            "pooled": pooled, "subsets": len(a.subsets), "improved": count(1),
+            "pooled": pooled, "fusion_gain": gain, "subsets": len(a.subsets), "improved": count(1),
             "improved_significant": count(1, "p_value"), "worse_significant": count(-1, "p_value"),
             "improved_significant_holm": count(1, "p_holm"), "worse_significant_holm": count(-1, "p_holm")}
 
@@ -309,7 +318,7 @@ def summary_markdown(summaries: Mapping[str, Mapping], comparisons: Sequence[Map
 def region_comparisons_markdown(comparisons: Sequence[Mapping]) -> List[str]:
     """One pair of trainers compared per region (``compare(a, b, region=r)`` for each r): a table
     with a row per subset and one for the mean over the subsets per (seed, case), a column per
-    region: mean difference and p after Holm's correction (pooled row: plain p)."""
+    region: mean difference and p after Holm's correction (pooled row and fusion-gain row: plain p)."""
     first = comparisons[0]
     regions = [c["region"] for c in comparisons]
     lines = [f"Per region ({first['a']} − {first['b']}): mean difference of the region's Dice, p after Holm "
@@ -325,6 +334,9 @@ def region_comparisons_markdown(comparisons: Sequence[Mapping]) -> List[str]:
     for subset in first["per_subset"]:
         lines.append(f"| {subset} | " + " | ".join(cell(c["per_subset"][subset], "p_holm") for c in comparisons) + " |")
     lines.append("| **mean over subsets** | " + " | ".join(cell(c["pooled"], "p_value") for c in comparisons) + " |")
+    if all("fusion_gain" in c for c in comparisons):
+        lines.append("| **fusion gain** (full set − mean of the single modalities) | "
+                     + " | ".join(cell(c["fusion_gain"], "p_value") for c in comparisons) + " |")
     return lines
 
 

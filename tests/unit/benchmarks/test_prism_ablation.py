@@ -41,8 +41,9 @@ def test_paired_tests_per_region_and_markdown(ablation, tmp_path):
             rows[f"{trainer}{variant}{seed}"] = row(trainer, variant, seed, path)
     tests = ablation.paired_tests(rows)
     found = {(c["a"], c["b"], c["region"]): c for c in tests}
-    # PRISM vs MissingModality and no_proto vs both, each on the mean and on WT, TC, ET
-    assert len(tests) == 3 * 4
+    # PRISM vs MissingModality and no_proto vs both, each on the mean, on WT, TC, ET and WT's fusion gain
+    assert len(tests) == 3 * 5
+    assert found[("PRISM", "MissingModality", "WT fusion gain")]["mean_diff"] == pytest.approx(0.0)  # flat WT
     wt = found[("PRISM", "MissingModality", "WT")]
     assert wt["n"] == 8 and wt["mean_diff"] == pytest.approx(-0.05) and wt["p_value"] < 0.01
     assert found[("PRISM", "MissingModality", "mean")]["mean_diff"] == pytest.approx(-0.05 / 3)

@@ -223,3 +223,21 @@ def test_by_modality_count(qs):
     assert s["by_modality_count"]["2"]["mean"]["mean"] == pytest.approx(0.7)
     text = qs.summary_markdown({"A": s}, [], ["WT", "TC"])
     assert "| trainer | Dice | 1 of 2 | 2 of 2 |" in text and "| A | WT | 0.700 ± 0.071 | 0.900 ± 0.000 |" in text
+
+
+def test_fusion_gain_is_the_full_set_minus_the_single_modalities_and_is_tested_per_region(qs, tmp_path):
+    subsets = ("T1", "T2", "T1+T2")
+    a = np.full((2, 3, 3, 2), 0.6)
+    b = np.full((2, 3, 3, 2), 0.6)
+    a[:, 1] = 0.8                                                        # T2 alone better: mean single 0.7
+    a[:, 2, :, 0] = 0.9 + 0.01 * np.arange(6).reshape(2, 3)             # WT full set: gains 0.20 .. 0.25
+    b[:, 2, :, 0] = 0.7                                                  # b gains 0.1
+    ta, tb = table(qs, "A", a, subsets=subsets), table(qs, "B", b, subsets=subsets)
+    gains = qs.fusion_gain(ta.case_dice("WT"), subsets)
+    assert gains.shape == (2, 3) and gains[0, 0] == pytest.approx(0.2) and gains[1, 2] == pytest.approx(0.25)
+    wt = qs.compare(ta, tb, region="WT")
+    assert wt["fusion_gain"]["mean_diff"] == pytest.approx(0.225 - 0.1) and wt["fusion_gain"]["n"] == 6
+    assert wt["fusion_gain"]["p_value"] == pytest.approx(2 / 64)
+    text = qs.summary_markdown({t.trainer: qs.trainer_summary(t, "T2") for t in (ta, tb)},
+                               [qs.compare(ta, tb), wt], ["WT", "TC"])
+    assert "| **fusion gain** (full set − mean of the single modalities) | +0.125 (p 0.031) * |" in text
