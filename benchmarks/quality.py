@@ -26,6 +26,8 @@ Interrupted? Run the same command again: a finished (trainer, seed) has ``runs/<
 and is not redone; a trained but unevaluated one is only evaluated; an interrupted training
 continues from its latest checkpoint (``nnUNetv2_train --c``, saved every epoch). The work
 folder remembers its data set and schedule (``setup.json``) and refuses other ones.
+``--report-only`` trains nothing and reports the finished runs among ``--trainers`` x ``--seeds``
+(e.g. ModalityDropout with one seed beside the others' three).
 
 Writes into the work folder: ``results.json`` (every number, per seed; the realised missing rates
 of the cases trained on), ``summary.md`` (mean ± std over seeds per trainer and per region; paired
@@ -99,6 +101,9 @@ def parse_args(argv=None):
     parser.add_argument("--compare", dest="comparisons", nargs="+", default=None, metavar="A:B",
                         help="trainer pairs to test (A against B); default: every trainer against plain nnU-Net "
                              "and PRISM against MissingModality")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: the statistics and report of the runs already finished in the work "
+                             "folder (the others are listed as not finished), e.g. a trainer with fewer seeds")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny end-to-end run: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
     parser.add_argument("--preset", choices=sorted(PRESETS),
@@ -393,6 +398,9 @@ def main(argv=None):
     start = time.perf_counter()
     for i, (trainer, seed) in enumerate(todo):
         key = f"{trainer}__seed{seed}"
+        if args.report_only and not (workdir / "runs" / f"{key}.json").is_file():
+            report["missing_runs"].append(key)
+            continue
         print(f"[{i + 1}/{len(todo)}] {key} (+{time.perf_counter() - start:.0f} s)", flush=True)
         try:
             report["runs"][key] = run_one(trainer, seed, workdir, env, setup, args)
@@ -407,7 +415,7 @@ def main(argv=None):
     (workdir / "summary.md").write_text(summary)
     print(summary)
     print(f"written: {workdir / 'results.json'}, {workdir / 'summary.md'}, {workdir / 'quality_dice.png'}")
-    return 1 if report["missing_runs"] else 0
+    return 1 if report["missing_runs"] and not args.report_only else 0
 
 
 if __name__ == "__main__":

@@ -101,3 +101,29 @@ def test_args_of_setup_reproduce_the_setup(quality, argv, tmp_path):
     setup = quality.setup_of(quality.parse_args(argv))
     again = quality.args_of_setup(setup, tmp_path)
     assert quality.setup_of(again) == setup and again.workdir == str(tmp_path)
+
+
+def test_report_only_trains_nothing_and_reports_the_finished_runs(quality, tmp_path, monkeypatch):
+    (tmp_path / "runs").mkdir()
+    finished = {"trainer": "nnUNetTrainerPRISM", "seed": 0, "evaluation": "evaluation/x"}
+    (tmp_path / "runs" / "nnUNetTrainerPRISM__seed0.json").write_text(json.dumps(finished))
+    setup = {"setup": {"configuration": "2d"}, "dataset": "Dataset983_SynBraTS", "patch_size": [32, 32],
+             "batch_size": 12}
+    monkeypatch.setattr(quality, "prepare", lambda workdir, env, args: setup)
+    monkeypatch.setattr(quality, "realised_missing_rates", lambda *a: None)
+    seen = {}
+
+    def analyse(workdir, runs, args, report):
+        seen.update(runs=dict(runs), missing=list(report["missing_runs"]))
+        return "summary\n"
+
+    monkeypatch.setattr(quality, "analyse", analyse)
+    monkeypatch.setattr(quality, "run_one", lambda trainer, seed, *a, **k: (
+        json.loads((tmp_path / "runs" / f"{trainer}__seed{seed}.json").read_text())
+        if (tmp_path / "runs" / f"{trainer}__seed{seed}.json").is_file() else pytest.fail(f"trained {trainer} {seed}")))
+    code = quality.main(["--workdir", str(tmp_path), "--trainers", "nnUNetTrainerPRISM", "nnUNetTrainerModalityDropout",
+                         "--seeds", "0", "1", "--report-only"])
+    assert code == 0 and list(seen["runs"]) == ["nnUNetTrainerPRISM__seed0"]
+    assert seen["missing"] == ["nnUNetTrainerModalityDropout__seed0", "nnUNetTrainerPRISM__seed1",
+                               "nnUNetTrainerModalityDropout__seed1"]
+    assert (tmp_path / "summary.md").read_text() == "summary\n"
