@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-
 from nnunet_prism.availability import image_has_signal
 from nnunet_prism.errors import MissingFileError
 from nnunet_prism.evaluation.geometry import geometry_mismatch, read_geometry

@@ -225,7 +225,7 @@ def test_by_modality_count(qs):
     assert "| trainer | Dice | 1 of 2 | 2 of 2 |" in text and "| A | WT | 0.700 ± 0.071 | 0.900 ± 0.000 |" in text
 
 
-def test_fusion_gain_is_the_full_set_minus_the_single_modalities_and_is_tested_per_region(qs, tmp_path):
+def test_fusion_gain_is_the_full_set_minus_the_single_modalities_and_is_tested_per_region(qs):
     subsets = ("T1", "T2", "T1+T2")
     a = np.full((2, 3, 3, 2), 0.6)
     b = np.full((2, 3, 3, 2), 0.6)
