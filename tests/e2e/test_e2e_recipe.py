@@ -16,4 +16,6 @@ def test_the_recipe_trainer_trains_through_nnunetv2_train(region_dataset, tmp_pa
     assert json.loads((fold / "hyperparameters.json").read_text())["consistency_weight"] == 0.5
     assert (fold / "checkpoint_final.pth").is_file()
     value = float(re.search(r"consistency: ([0-9.]+)", log.read_text()).group(1))
-    assert 0.0 < value < 1.0, "a mean squared difference of probabilities"
+    # A mean squared difference of probabilities; exactly 0 when every sample of the two batches
+    # had one modality (its student row is then its fused row), which these missing rates allow.
+    assert 0.0 <= value < 1.0
