@@ -37,6 +37,7 @@ DEV_DATASET_ID, DEV_SEED = 985, 555
 #: variant -> PRISM hyperparameters changed (PASSION, ACM MM 2024: each isolates one term)
 VARIANTS = {
     "no_pixel": {"lambda1": 0.0},          # without the pixel-wise KL distillation
+    "small_pixel": {"lambda1": 0.1},       # the pixel-wise KL at a fifth of the paper's weight (0.5)
     "no_proto": {"lambda2": 0.0},          # without the semantic (prototype) distillation
     "temperature_1": {"temperature": 1.0},  # KL on unsoftened probabilities
     "fixed_E": {"gamma": 0.0},             # E^m stays 1/(1-FR^m): no preference update
