@@ -6,12 +6,9 @@ log records are the command's output while it runs, and only then; Ctrl-C while 
 starts is one line with exit code 130."""
 import logging
 import re
-import signal
 import subprocess
 import sys
-import time
 from importlib.metadata import EntryPoint
-from pathlib import Path
 
 import pytest
 
@@ -97,16 +94,28 @@ def test_nnunet_prism_error_from_the_conversion_cli_names_the_command(tmp_path, 
         f"nnunet_prism brats-labels: error: prediction folder {tmp_path} holds no .nii.gz file."]
 
 
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/<pid>/maps (Linux)")
+#: run in a fresh interpreter: the command, with Ctrl-C (SIGINT to itself) when it first imports
+#: a module whose last name is INTERRUPT_AT; deterministic, whatever the machine's load
+CTRL_C_AT_IMPORT = """
+import importlib.abc, os, runpy, signal, sys
+class CtrlC(importlib.abc.MetaPathFinder):
+    fired = False
+    def find_spec(self, name, path, target=None):
+        if not CtrlC.fired and name.rsplit(".", 1)[-1] == INTERRUPT_AT:
+            CtrlC.fired = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["nnunet_prism", "record-availability", "-d", "1"]
+runpy.run_module("nnunet_prism.cli", run_name="__main__")
+"""
+
+
 @pytest.mark.parametrize("loading", ["_multiarray_umath", "_SimpleITK", "_nd_image"])  # numpy, SimpleITK, scipy
-def test_ctrl_c_while_the_command_imports_is_one_line_with_exit_code_130(loading, tmp_path):
-    """SIGINT as soon as the command's process has loaded ``loading`` (a library the subcommands
-    import while the command line is built, in its first second)."""
-    process = subprocess.Popen([sys.executable, "-m", "nnunet_prism.cli", "record-availability", "-d", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 60
-    while process.poll() is None and loading not in maps.read_text() and time.monotonic() < deadline:
-        time.sleep(0.001)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate()
+def test_ctrl_c_while_the_command_imports_is_one_line_with_exit_code_130(loading):
+    """Ctrl-C while the command imports ``loading`` (a library the subcommands import while the
+    command line is built, in its first second)."""
+    process = subprocess.run([sys.executable, "-c", f"INTERRUPT_AT = {loading!r}\n{CTRL_C_AT_IMPORT}"],
+                             capture_output=True, text=True, timeout=120)
+    out, err = process.stdout, process.stderr
     assert process.returncode == 130 and err == "nnunet_prism: interrupted\n" and out == "", err
