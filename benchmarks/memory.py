@@ -167,6 +167,18 @@ def backward(trainer: str, network, loss, data, mask, target, label_manager, che
     return total.detach()
 
 
+def backward_held_bytes(trainer: str, network, data) -> tuple:
+    """(grows with the patch, fixed) bytes the trainer's backward holds of its own beside the
+    graph: GMD's skip-gradient accumulators and (k, |theta|) subset gradients
+    (``held_gradient_bytes``), nothing for the others (one ``loss.backward()``)."""
+    if trainer != "nnUNetTrainerGMD":
+        return 0, 0
+    from nnunet_prism.training.gmd.backward import held_gradient_bytes
+    with torch.no_grad():
+        skips = network.encode(data)
+    return held_gradient_bytes(skips, network.shared_parameters(), GMD_SUBSETS)
+
+
 def state_bytes(network) -> int:
     """Parameters + their gradients + SGD momentum (one buffer each), fp32."""
     return 3 * sum(p.numel() * p.element_size() for p in network.parameters())
@@ -266,8 +278,11 @@ def measure(args) -> dict:
                        "saved_bytes_measured": saved, "recomputed_region_bytes_measured": region,
                        "state_bytes": state_bytes(network),
                        "parameters": sum(p.numel() for p in network.parameters())}
+                grows, fixed = backward_held_bytes(trainer, network, batch[0])
+                row["backward_held_bytes"] = grows * scale + fixed
                 row["saved_bytes"] = saved * scale
-                row["peak_bytes"] = (saved + region) * scale  # backward: saved + one recomputed region
+                # backward: saved + one recomputed region + the trainer's own gradient buffers
+                row["peak_bytes"] = (saved + region) * scale + row["backward_held_bytes"]
                 if device.type == "cuda":
                     row["cuda_amp_peak_bytes"] = cuda_amp_peak(trainer, network, loss, batch, label_manager, device,
                                                                checkpoint_loss)
@@ -306,7 +321,7 @@ def measure(args) -> dict:
 def markdown(result: dict) -> str:
     has_cuda = any("cuda_amp_peak_bytes" in r for r in result["rows"])
     has_time = any("step_s" in r for r in result["rows"])
-    head = ["trainer", "saving", "modalities present", "saved activations", "+ largest recomputed region",
+    head = ["trainer", "saving", "modalities present", "saved activations", "+ recomputed region + own gradient buffers",
             "ratio to nnU-Net", "params + grads + momentum"]
     head += ["CUDA AMP step peak"] if has_cuda else []
     head += ["step time", "ratio to no saving"] if has_time else []
@@ -325,7 +340,9 @@ def markdown(result: dict) -> str:
     scaled = result["scale"] != 1.0
     note = ("Saved activations: bytes autograd saves in one training forward + loss (fp32, each storage once, "
             "parameters left out, input batch and checkpoint inputs in); the ratio compares saved + the largest "
-            "region that activation checkpointing recomputes in the backward pass. Measured at patch "
+            "region that activation checkpointing recomputes in the backward pass + the gradient buffers the "
+            "trainer's backward holds of its own (GMD: skip-gradient accumulators and k subset gradients of "
+            "the shared decoder). Measured at patch "
             f"{'x'.join(map(str, result['measured_patch']))}"
             + (f" and scaled linearly in voxels (x{result['scale']:g}) to the plan's "
                f"{'x'.join(map(str, result['plan_patch']))} (the few patch-independent tensors, such as "

@@ -134,10 +134,11 @@ def _first_line(error: Exception) -> str:
 
 
 def _counted_step(name: str, args) -> dict:
-    """The activation bytes (saved + the largest recomputed region) of one training forward and
-    loss of ``name`` on the CPU, as it would run on CUDA (``activation_checkpointing`` ``auto``
-    in force), with every modality present (the most a multi-encoder step holds), at a patch
-    reduced from the plan's and scaled to it; nnU-Net's own network's planner estimate with it."""
+    """The activation bytes (saved + the largest recomputed region + the gradient buffers the
+    trainer's backward holds, ``backward_held_bytes``) of one training step of ``name`` on the
+    CPU, as it would run on CUDA (``activation_checkpointing`` ``auto`` in force), with every
+    modality present (the most a multi-encoder step holds), at a patch reduced from the plan's
+    and scaled to it; nnU-Net's own network's planner estimate with it."""
     import numpy as np
     import torch
 
@@ -164,12 +165,19 @@ def _counted_step(name: str, args) -> dict:
             mask = torch.ones(data.shape[:2], dtype=torch.bool)
             inputs = StepInputs(data, target if isinstance(batch["target"], list) else target[0], mask,
                                 list(batch["keys"]))
-            counter = count_step(network, lambda: trainer.compute_loss(trainer.forward(inputs, training=True),
-                                                                       inputs)[0], include=[data])
+            outputs = []
+
+            def step():
+                outputs.append(trainer.forward(inputs, training=True))
+                return trainer.compute_loss(outputs[0], inputs)[0]
+            counter = count_step(network, step, include=[data])
+            grows, fixed = trainer.backward_held_bytes(outputs[0])
         else:  # nnU-Net's own trainer
             counter = count_step(network, lambda: trainer.loss(network(data), target), include=[data])
+            grows, fixed = 0, 0
         scale = float(np.prod(plan_patch) / np.prod(patch))
-        return {"counted": (counter.total + counter.largest_region) * scale, "patch": patch, "plan_patch": plan_patch,
+        return {"counted": (counter.total + counter.largest_region + grows) * scale + fixed, "patch": patch,
+                "plan_patch": plan_patch,
                 "nnunet_estimate": nnunet_vram_estimate(network, plan_patch, cm.batch_size)
                 if not isinstance(trainer, nnUNetTrainerPrismBase) or trainer.network_builder is None else None}
 

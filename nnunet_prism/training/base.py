@@ -228,6 +228,12 @@ class nnUNetTrainerPrismBase(ModalityMaskingMixin, HyperparameterMixin, nnUNetTr
         self.clip_and_step()
         return {}
 
+    def backward_held_bytes(self, output) -> Tuple[int, int]:
+        """Bytes ``backward_and_step`` holds beside the autograd graph (gradient buffers of its
+        own), as (grows with the patch, fixed): none for one ``loss.backward()``. Memory counts
+        (``doctor --vram``, benchmarks/memory.py) add it to the saved activations."""
+        return 0, 0
+
     def clip_and_step(self) -> None:
         """nnU-Net's update from gradients in ``.grad`` (scaled when a GradScaler exists):
         unscale, clip to norm 12, step (skipped by the scaler on inf/NaN), update the scale."""

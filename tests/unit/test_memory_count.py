@@ -3,6 +3,7 @@ much a step misses, the CPU estimate's arithmetic, the reduced patch it counts a
 planner estimate, and the one-line errors of the command (the GPU paths with a stand-in for the
 measurement)."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -121,3 +122,19 @@ def test_memory_benchmark_json_lists_every_trainer(tmp_path):
         "nnUNetTrainer", "nnUNetTrainerModalityDropout", "nnUNetTrainerMissingModality", "nnUNetTrainerPRISM",
         "nnUNetTrainerShaSpec", "nnUNetTrainerGMD", "nnUNetTrainerDS"}
     assert json.loads((BENCHMARKS / "brats2021_like_plans.json").read_text())["configurations"]
+
+
+def test_memory_benchmark_adds_gmds_own_gradient_buffers_to_its_peak():
+    """GMD's row: saved + recomputed region + its skip-gradient accumulators (scaled with the patch)
+    and k subset gradients of the shared decoder (not scaled); DS's row (the same network and
+    subset losses, one summed backward) adds nothing, so GMD's peak is above DS's."""
+    with benchmark_module("memory") as memory:
+        args = SimpleNamespace(plans=memory.DEFAULT_PLANS, dataset_json=memory.DEFAULT_DATASET,
+                               configuration="3d_fullres", patch=[32, 32, 64], present=[2], checkpoint_rows=None,
+                               only=["nnUNetTrainer", "nnUNetTrainerGMD", "nnUNetTrainerDS"], device="cpu",
+                               step_time=0, step_present=[4])
+        rows = {(r["trainer"], r["saving"]): r for r in memory.measure(args)["rows"]}
+    gmd, ds = rows["nnUNetTrainerGMD", "network"], rows["nnUNetTrainerDS", "network"]
+    assert gmd["saved_bytes"] == ds["saved_bytes"] and ds["backward_held_bytes"] == 0
+    assert gmd["backward_held_bytes"] > 0.1 * gmd["saved_bytes"]
+    assert gmd["peak_bytes"] == pytest.approx(ds["peak_bytes"] + gmd["backward_held_bytes"])

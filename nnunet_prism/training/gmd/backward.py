@@ -12,7 +12,7 @@ the reduction and the projection and multiplied by s again when written, so the 
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import distributed as dist
@@ -91,13 +91,21 @@ def gmd_backward(shared: Sequence[torch.nn.Parameter], specific: Sequence[torch.
     num_shared = sum(p.numel() for p in shared)
     grads = torch.zeros(len(losses), num_shared, device=skips[0].device)
     skip_grads: List[Optional[torch.Tensor]] = [None] * len(skips)
+    owned = [False] * len(skips)  # skip_grads[i] is a sum of ours (autograd's own may be a view)
     present = [j for j, loss in enumerate(losses) if loss is not None]
     for n, j in enumerate(present):
         out = torch.autograd.grad(losses[j] * scale, [*shared, *skips], retain_graph=n < len(present) - 1,
                                   allow_unused=True)
         grads[j] = _flat(out[:len(shared)], shared) / scale
-        skip_grads = [g if acc is None else (acc if g is None else acc + g)
-                      for acc, g in zip(skip_grads, out[len(shared):])]
+        for i, g in enumerate(out[len(shared):]):  # summed in place where we may: two skip-sized tensors, not three
+            if g is None:
+                continue
+            if skip_grads[i] is None:
+                skip_grads[i] = g
+            elif owned[i]:
+                skip_grads[i].add_(g)
+            else:
+                skip_grads[i], owned[i] = skip_grads[i] + g, True
     pairs = [(s, g) for s, g in zip(skips, skip_grads) if g is not None]
     specific_grads: List[Optional[torch.Tensor]] = [None] * len(specific)
     if pairs:
@@ -113,6 +121,17 @@ def gmd_backward(shared: Sequence[torch.nn.Parameter], specific: Sequence[torch.
     _write_grads(shared, update * scale)
     _write_grads(specific, specific_flat * scale)
     return stats
+
+
+def held_gradient_bytes(skips: Sequence[torch.Tensor], shared: Sequence[torch.nn.Parameter], num_losses: int,
+                        reduction: str = "sum", specific: Sequence[torch.nn.Parameter] = ()) -> Tuple[int, int]:
+    """Bytes ``gmd_backward`` holds beside the autograd graph during its subset passes, as
+    (grows with the patch, fixed): the accumulated gradients at the skips (skip-sized, float32)
+    and the (K, |theta|) per-subset gradients (float32; ``reduction="official"``: theta is every
+    parameter, and the per-subset encoder gradients replace the skip accumulators)."""
+    theta = [*shared, *specific] if reduction == "official" else list(shared)
+    fixed = num_losses * sum(p.numel() for p in theta) * 4
+    return (0 if reduction == "official" else sum(s.numel() for s in skips) * 4), fixed
 
 
 def _decouple(rows: torch.Tensor, finite: bool, generator, include_self: bool):

@@ -30,7 +30,7 @@ from nnunet_prism.deep_supervision import Logits, as_level_list, like_levels
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
 from nnunet_prism.training.activation_checkpointing import ActivationCheckpointingMixin
 from nnunet_prism.training.base import StepInputs, nnUNetTrainerPrismBase
-from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale, summed_backward
+from nnunet_prism.training.gmd.backward import gmd_backward, held_gradient_bytes, loss_scale, summed_backward
 from nnunet_prism.training.gmd.decoupling import REDUCTIONS, summarise_statistics
 from nnunet_prism.training.gmd.subset_sampling import SubsetSampler
 from nnunet_prism.training.hyperparameters import PRESET, Hyperparameter
@@ -148,6 +148,15 @@ class nnUNetTrainerGMD(ActivationCheckpointingMixin, nnUNetTrainerPrismBase):
             summed_backward(list(network.parameters()), output.losses, scale=scale)
         self.clip_and_step()
         return {'gmd_statistics': np.array(stats.as_array() if stats is not None else [0.0] * 4)}
+
+    def backward_held_bytes(self, output: DynamicSharingOutput):
+        """``gmd_backward``'s skip-gradient accumulators and (K, |theta|) subset gradients; none
+        for DS (one summed backward)."""
+        if self.gradient_mode != "gmd":
+            return 0, 0
+        network = self.unwrapped_network()
+        return held_gradient_bytes(output.skips, network.shared_parameters(), len(output.losses), self.gmd_reduction,
+                                   network.modality_parameters())
 
     @staticmethod
     def specific_used(network, output: DynamicSharingOutput) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from helpers.distributed import on_two_gloo_ranks
 from helpers.networks import DS_PLAN, IMPORTS, PLAIN_UNET, make_batch, nnunet_loss
 from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_unet, fuse_modalities
-from nnunet_prism.training.gmd.backward import gmd_backward, loss_scale, summed_backward
+from nnunet_prism.training.gmd.backward import gmd_backward, held_gradient_bytes, loss_scale, summed_backward
 from nnunet_prism.training.gmd.decoupling import (combine, conflict_statistics, eq9_pair, pairwise_cosine,
                                                   project_conflicting, summarise_statistics)
 from nnunet_prism.training.gmd.subset_sampling import SubsetSampler
@@ -200,6 +200,51 @@ def test_one_forward_gmd_equals_decoupled_separate_backward_passes():
     out = network.forward_modalities(x)
     summed_backward(list(network.parameters()), [subset_loss(out, target, mask, s, nnunet_loss()) for s in subsets])
     assert torch.allclose(grads_of(network.shared_parameters()), g.sum(0), atol=1e-5, rtol=1e-4)
+
+
+def test_encoders_get_the_sum_over_many_subsets():
+    """Four subsets (the skip gradients are summed in place from the third on): the encoders'
+    gradient is still the sum of the separate passes'."""
+    x, target = make_batch(2)
+    mask = torch.tensor([[True, True, True, False], [True, False, True, True]])
+    subsets = torch.tensor([[True, False, False, False], [False, True, True, True], [True, True, False, False],
+                            [True, True, True, True]])
+    reference = _separate_gradients(subsets, x, target, mask, nnunet_loss())
+    _, specific, stats = _gmd_gradients(subsets, x, target, mask, nnunet_loss())
+    assert torch.allclose(specific, sum(r[1] for r in reference), atol=1e-5, rtol=1e-4)
+    assert stats.pairs == 6
+
+
+def test_held_gradient_bytes_are_the_skip_accumulators_and_the_subset_gradients():
+    network = make_network()
+    x, _ = make_batch(2)
+    skips = network.encode(x)
+    shared, specific = network.shared_parameters(), network.modality_parameters()
+    skip_bytes = sum(4 * math.prod(s.shape) for s in skips)  # (B, M, C_s, *spatial_s) per scale, float32
+    assert held_gradient_bytes(skips, shared, 5) == (skip_bytes, 5 * 4 * sum(p.numel() for p in shared))
+    # the official reduction: every parameter is theta, no skip accumulators
+    assert held_gradient_bytes(skips, shared, 3, "official", specific) == (
+        0, 3 * 4 * sum(p.numel() for p in [*shared, *specific]))
+
+
+def test_the_trainers_report_what_their_backward_holds():
+    """``backward_held_bytes`` (doctor --vram adds it to the count): GMD's buffers, none for DS
+    (one summed backward) and for the base trainer's plain backward."""
+    from types import SimpleNamespace
+
+    from nnunet_prism.training.base import nnUNetTrainerPrismBase
+    from nnunet_prism.training.trainers.nnUNetTrainerGMD import DynamicSharingOutput, nnUNetTrainerGMD
+
+    network = make_network()
+    x, _ = make_batch(2)
+    skips = network.encode(x)
+    output = DynamicSharingOutput(skips, network.decode(skips), losses=[None] * 5)
+    trainer = SimpleNamespace(gradient_mode="gmd", gmd_reduction="sum", unwrapped_network=lambda: network)
+    assert nnUNetTrainerGMD.backward_held_bytes(trainer, output) == held_gradient_bytes(
+        skips, network.shared_parameters(), 5)
+    trainer.gradient_mode = "sum"
+    assert nnUNetTrainerGMD.backward_held_bytes(trainer, output) == (0, 0)
+    assert nnUNetTrainerPrismBase.backward_held_bytes(trainer, output) == (0, 0)
 
 
 def test_grad_scaler_sees_one_consistent_scale_and_skips_non_finite_steps():
