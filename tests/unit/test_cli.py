@@ -6,6 +6,7 @@ log records are the command's output while it runs, and only then; Ctrl-C while 
 starts is one line with exit code 130."""
 import logging
 import re
+import signal
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
@@ -114,8 +115,11 @@ runpy.run_module("nnunet_prism.cli", run_name="__main__")
 @pytest.mark.parametrize("loading", ["_multiarray_umath", "_SimpleITK", "_nd_image"])  # numpy, SimpleITK, scipy
 def test_ctrl_c_while_the_command_imports_is_one_line_with_exit_code_130(loading):
     """Ctrl-C while the command imports ``loading`` (a library the subcommands import while the
-    command line is built, in its first second)."""
+    command line is built, in its first second). The command starts with SIGINT's default
+    disposition, as from a terminal: a shell that runs the tests in the background passes SIGINT
+    on as ignored, and Python then never raises KeyboardInterrupt."""
     process = subprocess.run([sys.executable, "-c", f"INTERRUPT_AT = {loading!r}\n{CTRL_C_AT_IMPORT}"],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out, err = process.stdout, process.stderr
     assert process.returncode == 130 and err == "nnunet_prism: interrupted\n" and out == "", err
