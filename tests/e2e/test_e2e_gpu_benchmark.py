@@ -49,21 +49,23 @@ def test_gpu_benchmark_smoke_run_on_the_cpu(region_dataset, tmp_path):
 
 def test_doctor_vram_estimates_every_trainer_against_the_budget_on_the_cpu(region_dataset):
     """``doctor --vram GB`` without ``--cuda``: the CPU estimate per trainer (nnU-Net's network the
-    reference, 1.00x), a budget nobody fits fails every trainer with how much it misses by."""
+    reference, 1.00x), a budget nobody fits fails every trainer with how much it misses by. GMD
+    counts what DS counts plus its own gradient buffers (``backward_held_bytes``), so more."""
     results = region_dataset.workdir / "nnUNet_results"
     before = tree_hashes(results)
     env = {**region_dataset.train_env(), "OMP_NUM_THREADS": "1"}
     r = cli("doctor", "-d", region_dataset.dataset_id, "-c", "3d_fullres", "-tr", "nnUNetTrainer",
-            "nnUNetTrainerPRISM", "--vram", "0.0001", env=env)
+            "nnUNetTrainerPRISM", "nnUNetTrainerGMD", "nnUNetTrainerDS", "--vram", "0.0001", env=env)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     assert "ESTIMATE, not a GPU measurement" in r.stdout
     verdicts = {m["name"]: m for m in re.finditer(
         r"^  FAIL (?P<name>\S+): (?P<ratio>[\d.]+)x nnUNetTrainer's activations; estimated DOES NOT FIT "
         r"0\.0001 GiB: needs (?P<need>[\d.]+) GiB", r.stdout, re.MULTILINE)}
-    assert set(verdicts) == {"nnUNetTrainer", "nnUNetTrainerPRISM"}, r.stdout
+    assert set(verdicts) == {"nnUNetTrainer", "nnUNetTrainerPRISM", "nnUNetTrainerGMD", "nnUNetTrainerDS"}, r.stdout
     assert float(verdicts["nnUNetTrainer"]["ratio"]) == 1.0
     prism_ratio, needs = float(verdicts["nnUNetTrainerPRISM"]["ratio"]), {n: float(v["need"]) for n, v in verdicts.items()}
     assert prism_ratio > 0 and needs["nnUNetTrainer"] > 0
     rounding = 0.005 * (1 + prism_ratio + needs["nnUNetTrainer"])  # the printed values have two decimals
     assert needs["nnUNetTrainerPRISM"] == pytest.approx(prism_ratio * needs["nnUNetTrainer"], abs=rounding)
+    assert float(verdicts["nnUNetTrainerGMD"]["ratio"]) > float(verdicts["nnUNetTrainerDS"]["ratio"]) > 0
     assert tree_hashes(results) == before
