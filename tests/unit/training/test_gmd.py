@@ -2,6 +2,7 @@
 sampling, the DS network, the one-forward gradient path against separate backward passes,
 k = 1 against a plain step, and the rank-averaged path in a real 2-process gloo group."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +13,9 @@ from nnunet_prism.networks.dynamic_sharing_unet import build_dynamic_sharing_une
 from nnunet_prism.training.gmd.backward import gmd_backward, held_gradient_bytes, loss_scale, summed_backward
 from nnunet_prism.training.gmd.decoupling import (combine, conflict_statistics, eq9_pair, pairwise_cosine,
                                                   project_conflicting, summarise_statistics)
+from nnunet_prism.training.base import nnUNetTrainerPrismBase
 from nnunet_prism.training.gmd.subset_sampling import SubsetSampler
+from nnunet_prism.training.trainers.nnUNetTrainerGMD import DynamicSharingOutput, nnUNetTrainerGMD
 
 M, C = 4, 3
 
@@ -230,11 +233,6 @@ def test_held_gradient_bytes_are_the_skip_accumulators_and_the_subset_gradients(
 def test_the_trainers_report_what_their_backward_holds():
     """``backward_held_bytes`` (doctor --vram adds it to the count): GMD's buffers, none for DS
     (one summed backward) and for the base trainer's plain backward."""
-    from types import SimpleNamespace
-
-    from nnunet_prism.training.base import nnUNetTrainerPrismBase
-    from nnunet_prism.training.trainers.nnUNetTrainerGMD import DynamicSharingOutput, nnUNetTrainerGMD
-
     network = make_network()
     x, _ = make_batch(2)
     skips = network.encode(x)
